@@ -1,0 +1,263 @@
+"""The Sanic blueprint: WebSocket routes, admin routes, health, listeners.
+
+Refusals happen in request middleware, before the upgrade, as plain HTTP with a
+JSON body ``{"error": {"code", "message"}}``: a handler runs only after the
+handshake, which is too late to answer with a status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import Mapping
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse
+
+from .config import RealtimeConfig
+from .exceptions import BadSince, ClientError, OriginNotAllowed, Unauthorized, UnknownFilter
+from .filters import FilterParam
+from .hub import CLOSE_SERVER_ERROR
+from .session import Session
+from .subscriptions import SubRequest, plan_subscription
+from .transport import SanicSocket
+
+if TYPE_CHECKING:
+    from sanic.server.websockets.impl import WebsocketImplProtocol
+
+    from .extension import Realtime
+
+__all__ = ["build_blueprint"]
+
+logger = logging.getLogger("sanic_realtime")
+_encoder = msgspec.json.Encoder()
+
+#: Query parameters read by authentication, never filters.
+_AUTH_PARAMS = frozenset({"token", "ticket"})
+
+
+def json_response(
+    body: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> HTTPResponse:
+    return HTTPResponse(
+        _encoder.encode(body),
+        status=status,
+        headers=dict(headers or {}),
+        content_type="application/json",
+    )
+
+
+def error_response(error: ClientError) -> HTTPResponse:
+    headers = {}
+    if isinstance(error, Unauthorized):
+        headers["WWW-Authenticate"] = 'Bearer realm="sanic-realtime"'
+    return json_response({"error": error.to_dict()}, error.status, headers)
+
+
+# --------------------------------------------------------------------------- query -> plan
+
+
+def _query(request: Request) -> dict[str, str]:
+    """Query parameters; a repeated parameter's values are joined with ','."""
+    args = request.get_args(keep_blank_values=True)
+    return {key: ",".join(values) for key, values in args.items()}
+
+
+def channel_plan(
+    config: RealtimeConfig, channel: str, query: Mapping[str, str]
+) -> list[SubRequest]:
+    """``GET {prefix}/{channel}?level=warn&types=a,b&since=<id>``."""
+    params: dict[str, FilterParam] = {}
+    since: dict[str, str] = {}
+    for key, value in query.items():
+        if key == "since":
+            since[channel] = value
+        elif key not in _AUTH_PARAMS:
+            params[key] = value
+    return plan_subscription(config, [channel], params, since, since_names={channel: "since"})
+
+
+def general_plan(config: RealtimeConfig, query: Mapping[str, str]) -> list[SubRequest]:
+    """``GET {prefix}?channels=a,b&level=warn&since.a=<id>``; no channels: subscribe later."""
+    channels: list[str] = []
+    params: dict[str, FilterParam] = {}
+    since: dict[str, str] = {}
+    names: dict[str, str] = {}
+    bare_since: str | None = None
+    for key, value in query.items():
+        if key == "channels":
+            channels = [c.strip() for c in value.split(",") if c.strip()]
+        elif key == "since":
+            bare_since = value
+        elif key.startswith("since."):
+            since[key[6:]] = value
+            names[key[6:]] = key
+        elif key not in _AUTH_PARAMS:
+            params[key] = value
+    if not channels:
+        if params:
+            param = next(iter(params))
+            raise UnknownFilter(param, f"filter {param!r} needs ?channels= on the general endpoint")
+        if since or bare_since is not None:
+            raise BadSince("since", "since needs ?channels= on the general endpoint")
+        return []
+    plan = plan_subscription(config, channels, params, since, since_names=names)
+    if bare_since is not None:
+        if len(plan) != 1:
+            raise BadSince("since", "with several channels, write since.<channel>=<id>")
+        plan = plan_subscription(
+            config,
+            channels,
+            params,
+            {plan[0].channel: bare_since},
+            since_names={plan[0].channel: "since"},
+        )
+    return plan
+
+
+def check_origin(config: RealtimeConfig, origin: str | None) -> None:
+    """No Origin header (not a browser): allowed. A browser's origin must be listed."""
+    allowed = config.allowed_origins
+    if origin is None or "*" in allowed or origin in allowed:
+        return
+    raise OriginNotAllowed(f"origin {origin!r} is not allowed")
+
+
+class _Target(msgspec.Struct, forbid_unknown_fields=True):
+    user_id: str | int | None = None
+    role: str | None = None
+
+
+class _Broadcast(msgspec.Struct, forbid_unknown_fields=True):
+    channel: str
+    type: str
+    data: Any = None
+    target: _Target | None = None
+
+
+# --------------------------------------------------------------------------- blueprint
+
+
+def build_blueprint(realtime: Realtime) -> Blueprint:
+    config = realtime.config
+    hub = realtime.hub
+    prefix = config.url_prefix
+    bp = Blueprint("sanic_realtime")
+
+    @bp.on_request
+    async def refuse_before_upgrade(request: Request) -> HTTPResponse | None:
+        route = request.route
+        kind = getattr(route.ctx, "realtime", None) if route is not None else None
+        if kind is None:
+            return None
+        try:
+            check_origin(config, request.headers.get("origin"))
+            query = _query(request)
+            if kind == "channel":
+                plan = channel_plan(config, request.match_info["channel"], query)
+            else:
+                plan = general_plan(config, query)
+            if request.headers.get("upgrade", "").lower() != "websocket":
+                raise ClientError(
+                    "this route speaks WebSocket only: send an Upgrade request",
+                    code="upgrade_required",
+                    status=426,
+                )
+            reservation = hub.reserve()
+        except ClientError as e:
+            return error_response(e)
+        request.ctx.realtime_plan = plan
+        request.ctx.realtime_reservation = reservation
+        return None
+
+    async def serve(request: Request, ws: WebsocketImplProtocol) -> None:
+        socket = SanicSocket(ws, config.max_message_size)
+        conn = hub.register(socket, request.ctx.realtime_reservation)
+        hooks = {ch: partial(hook, request) for ch, hook in realtime.initial_state_hooks.items()}
+        session = Session(hub, conn, socket.recv, hooks)
+        info = {"status": "connected", "client_id": conn.id, "user_id": None, "role": None}
+        try:
+            await session.run(request.ctx.realtime_plan, info)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Sanic would close with 1000; an error must say 1011.
+            logger.exception("realtime connection %s failed", conn.id)
+            hub.abort(conn, CLOSE_SERVER_ERROR, "server error")
+        finally:
+            hub.unregister(conn)
+
+    @bp.websocket(f"{prefix}/<channel:str>", name="channel", ctx_realtime="channel")
+    async def channel_route(request: Request, ws: WebsocketImplProtocol, channel: str) -> None:
+        await serve(request, ws)
+
+    @bp.websocket(prefix, name="general", ctx_realtime="general")
+    async def general_route(request: Request, ws: WebsocketImplProtocol) -> None:
+        await serve(request, ws)
+
+    @bp.get(f"{prefix}/health", name="health")
+    async def health(request: Request) -> HTTPResponse:
+        backplane = hub.backplane.health()
+        accepting = hub.started and not hub.closing
+        ok = accepting and bool(backplane.get("ok"))
+        body = {
+            "status": "ok" if ok else "unavailable",
+            "accepting": accepting,
+            "clients": len(hub.connections),
+            "backplane": backplane,
+        }
+        return json_response(body, 200 if ok else 503)
+
+    def check_admin(request: Request) -> None:
+        token = config.admin.token
+        if not token:
+            return  # open: docs say to keep admin routes off public networks
+        scheme, _, given = (request.headers.get("authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not given:
+            raise Unauthorized("admin routes need 'Authorization: Bearer <admin token>'")
+        if not hmac.compare_digest(given.strip().encode(), token.encode()):
+            raise Unauthorized("invalid admin token")
+
+    @bp.post(config.admin.broadcast_path, name="admin_broadcast")
+    async def broadcast(request: Request) -> HTTPResponse:
+        try:
+            check_admin(request)
+            try:
+                body = msgspec.json.decode(request.body, type=_Broadcast)
+            except msgspec.ValidationError as e:
+                raise ClientError(f"invalid broadcast body: {e}", code="invalid_body") from None
+            except msgspec.DecodeError as e:
+                raise ClientError(f"the body is not JSON: {e}", code="invalid_json") from None
+            target = body.target or _Target()
+            result = await realtime.publish(
+                body.channel,
+                body.type,
+                body.data,
+                user_id=None if target.user_id is None else str(target.user_id),
+                role=target.role,
+            )
+        except ClientError as e:
+            return error_response(e)
+        return json_response({"success": True, "recipients": result.recipients, "id": result.id})
+
+    @bp.get(config.admin.stats_path, name="admin_stats")
+    async def stats(request: Request) -> HTTPResponse:
+        try:
+            check_admin(request)
+        except ClientError as e:
+            return error_response(e)
+        return json_response(hub.stats())
+
+    @bp.before_server_start
+    async def start_hub(app: Any) -> None:
+        await hub.start()
+
+    @bp.before_server_stop
+    async def stop_hub(app: Any) -> None:
+        await hub.shutdown()
+
+    return bp

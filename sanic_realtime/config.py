@@ -1,0 +1,392 @@
+"""The configuration: strict msgspec Structs, loaded from YAML or built in Python.
+
+Pure: no I/O beyond reading the file in :func:`load_yaml`, no sanic, no asyncio.
+
+Decoding is strict (unknown keys and wrong types are errors) and every error is a
+:class:`~sanic_realtime.exceptions.ConfigError` whose ``path`` names the key, e.g.
+``realtime.channels.logs.filters.level.op``. msgspec writes map keys as ``[...]`` in
+its paths, so the maps (``channels``, ``filters``) are converted one entry at a time
+to put their names into the path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from .exceptions import ConfigError
+
+__all__ = [
+    "AdminConfig",
+    "AuthConfig",
+    "ChannelConfig",
+    "Duration",
+    "FilterSpec",
+    "HistoryConfig",
+    "RateLimit",
+    "RealtimeConfig",
+    "expand_env",
+    "load_yaml",
+    "parse_config",
+    "parse_duration",
+]
+
+#: Query parameters and filter keys with a fixed meaning; a channel may not declare them.
+RESERVED_FILTER_NAMES = frozenset({"types", "since", "channels", "token", "ticket"})
+#: Names under ``url_prefix`` that are routes of their own, or keywords of the protocol.
+RESERVED_CHANNEL_NAMES = frozenset({"all", "health", "ticket", "client.js", "client.d.ts"})
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_AT_PATH_RE = re.compile(r"^(?P<msg>.*) - at `\$(?P<path>.*)`$", re.DOTALL)
+
+
+class Duration(float):
+    """Seconds. Written in YAML as ``250ms``, ``30s``, ``5m``, ``1h`` or a number of seconds."""
+
+    def __repr__(self) -> str:
+        return f"Duration({float(self)!r})"
+
+
+def parse_duration(value: object) -> Duration:
+    """``"250ms"`` -> 0.25; numbers are seconds. Raises ``ValueError`` naming the value."""
+    if isinstance(value, bool):
+        raise ValueError(f"invalid duration {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION_RE.match(value)):
+        seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+    else:
+        raise ValueError(
+            f"invalid duration {value!r}: write a number with a unit, e.g. 250ms, 30s, 5m, 1h"
+        )
+    if seconds < 0:
+        raise ValueError(f"invalid duration {value!r}: must not be negative")
+    return Duration(seconds)
+
+
+def _dec_hook(tp: type, obj: Any) -> Any:
+    if tp is Duration:
+        return parse_duration(obj)
+    raise NotImplementedError(f"unsupported type {tp!r}")
+
+
+def _enc_hook(obj: Any) -> Any:
+    if isinstance(obj, Duration):
+        return float(obj)
+    raise NotImplementedError(f"unsupported type {type(obj)!r}")
+
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Base of every config Struct: unknown keys are errors."""
+
+
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class RateLimit(_Strict):
+    """At most ``messages`` client frames per ``per`` seconds."""
+
+    messages: PositiveInt = 50
+    per: Duration = Duration(1.0)
+
+
+class HistoryConfig(_Strict):
+    """The last ``size`` events of a channel, each kept at most ``ttl`` seconds."""
+
+    size: Annotated[int, msgspec.Meta(ge=0)] = 1000
+    ttl: Duration = Duration(600.0)
+
+
+class AuthConfig(_Strict):
+    mode: Literal["none", "jwt"] = "none"
+    #: Secrets usually come from ``${VAR:-}``, which leaves YAML a null when unset.
+    jwt_secret: str | None = None
+    algorithms: list[str] = msgspec.field(default_factory=lambda: ["HS256"])
+    user_claim: str = "sub"
+    role_claim: str = "role"
+    leeway: Duration = Duration(0.0)
+
+
+class AdminConfig(_Strict):
+    broadcast_path: str = "/admin/ws/broadcast"
+    stats_path: str = "/admin/ws/stats"
+    role: str = "admin"
+    #: A static bearer token for the admin routes; read it from the environment (``${...}``).
+    #: Unset, null or empty: no token (the admin routes are open when auth is off).
+    token: str | None = None
+
+
+class FilterSpec(_Strict):
+    """One declared filter of a channel.
+
+    ``eq``: the event's field is one of the client's values (``a,b`` = any of).
+    ``min``: the field's position in ``order`` is at least the client's value's.
+    ``flag``: when the client sets it true, the field must equal ``equals``.
+    """
+
+    op: Literal["eq", "min", "flag"] = "eq"
+    #: The event data field to read (dotted for nesting: ``log.level``); default: the filter's name.
+    field: str | None = None
+    order: list[str] | None = None
+    equals: bool | int | str | None = None
+
+
+class ChannelConfig(_Strict):
+    filters: dict[str, FilterSpec] = {}
+    #: ``last``: a new subscriber first gets the channel's last event as ``initial_state``.
+    initial: Literal["none", "last"] = "none"
+    #: Overrides the top-level ``history`` for this channel.
+    history: HistoryConfig | None = None
+    #: Who may subscribe when auth is on (ignored with ``auth.mode: none``).
+    roles: list[str] = []
+
+
+class RealtimeConfig(_Strict):
+    url_prefix: str = "/ws"
+    max_clients: PositiveInt = 1000
+    buffer_size: PositiveInt = 256
+    slow_client: Literal["disconnect", "drop_oldest"] = "disconnect"
+    max_message_size: Annotated[int, msgspec.Meta(ge=64)] = 4096
+    heartbeat_interval: Duration = Duration(30.0)
+    client_timeout: Duration = Duration(90.0)
+    client_rate_limit: RateLimit = msgspec.field(default_factory=RateLimit)
+    allowed_origins: list[str] = msgspec.field(default_factory=lambda: ["*"])
+    backplane: str = "memory"
+    history: HistoryConfig = msgspec.field(default_factory=HistoryConfig)
+    auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
+    admin: AdminConfig = msgspec.field(default_factory=AdminConfig)
+    channels: dict[str, ChannelConfig] = {}
+    #: How long a graceful shutdown waits for buffered messages to be flushed.
+    shutdown_timeout: Duration = Duration(5.0)
+
+    def history_for(self, channel: str) -> HistoryConfig:
+        """The history settings that apply to ``channel``."""
+        own = self.channels[channel].history
+        return own if own is not None else self.history
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def expand_env(text: str, environ: Mapping[str, str] | None = None) -> str:
+    """Expand ``${VAR}`` and ``${VAR:-default}`` (default also when VAR is empty, as in sh)."""
+    env = os.environ if environ is None else environ
+
+    def repl(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        value = env.get(name)
+        if value:
+            return value
+        if default is not None:
+            return default
+        if value is not None:  # set but empty, no default: empty is what was asked for
+            return value
+        line = text.count("\n", 0, m.start()) + 1
+        raise ConfigError(
+            f"environment variable {name} is not set (line {line}); "
+            f"set it or write ${{{name}:-default}}"
+        )
+
+    return _ENV_RE.sub(repl, text)
+
+
+def load_yaml(
+    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+) -> RealtimeConfig:
+    """Read ``path``, expand ``${VAR}``, decode its ``realtime:`` key strictly, and check it."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read configuration file {os.fspath(path)!r}: {e}") from None
+    text = expand_env(text, environ)
+    try:
+        document = msgspec.yaml.decode(text)
+    except msgspec.DecodeError as e:
+        raise ConfigError(f"{os.fspath(path)} is not valid YAML: {e}") from None
+    if not isinstance(document, dict) or "realtime" not in document:
+        raise ConfigError(f"{os.fspath(path)} has no top-level 'realtime:' key", "realtime")
+    return parse_config(document["realtime"] or {})
+
+
+def _error_from(e: msgspec.ValidationError, prefix: str) -> ConfigError:
+    m = _AT_PATH_RE.match(str(e))
+    if m is None:
+        return ConfigError(str(e), prefix)
+    return ConfigError(m.group("msg"), prefix + m.group("path"))
+
+
+def _convert(obj: Any, tp: type[Any], path: str) -> Any:
+    try:
+        return msgspec.convert(obj, tp, dec_hook=_dec_hook)
+    except msgspec.ValidationError as e:
+        raise _error_from(e, path) from None
+
+
+def _mapping(obj: Any, path: str) -> dict[str, Any]:
+    if obj is None:
+        return {}
+    if not isinstance(obj, dict):
+        raise ConfigError(f"expected a mapping, got {type(obj).__name__}", path)
+    for key in obj:
+        if not isinstance(key, str):
+            raise ConfigError(f"keys must be strings, got {key!r}", path)
+    return dict(obj)
+
+
+def parse_config(data: Any, path: str = "realtime") -> RealtimeConfig:
+    """Decode builtins (a YAML or JSON document's ``realtime`` value) into a checked config."""
+    data = _mapping(data, path)
+    channels: dict[str, ChannelConfig] = {}
+    for name, raw_channel in _mapping(data.pop("channels", None), f"{path}.channels").items():
+        cpath = f"{path}.channels.{name}"
+        raw_channel = _mapping(raw_channel, cpath)
+        filters = {
+            fname: _convert(
+                _mapping(raw_filter, f"{cpath}.filters.{fname}"),
+                FilterSpec,
+                f"{cpath}.filters.{fname}",
+            )
+            for fname, raw_filter in _mapping(
+                raw_channel.pop("filters", None), f"{cpath}.filters"
+            ).items()
+        }
+        channel = _convert(raw_channel, ChannelConfig, cpath)
+        channels[name] = msgspec.structs.replace(channel, filters=filters)
+    config: RealtimeConfig = _convert(data, RealtimeConfig, path)
+    config = msgspec.structs.replace(config, channels=channels)
+    check_config(config, path)
+    return config
+
+
+def revalidate(config: RealtimeConfig) -> RealtimeConfig:
+    """Check a config built in Python exactly as a YAML file would be checked."""
+    if not isinstance(config, RealtimeConfig):
+        raise ConfigError(f"expected a RealtimeConfig, got {type(config).__name__}")
+    try:
+        builtins = msgspec.to_builtins(config, enc_hook=_enc_hook)
+    except TypeError as e:
+        raise ConfigError(str(e), "realtime") from None
+    return parse_config(builtins)
+
+
+# --------------------------------------------------------------------------- cross-key checks
+
+
+def _check_path(value: str, path: str) -> None:
+    if not value.startswith("/") or (len(value) > 1 and value.endswith("/")) or "//" in value:
+        raise ConfigError(
+            f"must be a path starting with '/' and not ending with '/': {value!r}", path
+        )
+    if "<" in value or ">" in value or "?" in value or "#" in value:
+        raise ConfigError(
+            f"must be a plain path (no parameters, query or fragment): {value!r}", path
+        )
+
+
+def check_config(config: RealtimeConfig, path: str = "realtime") -> None:
+    """Checks that span several keys; raises ConfigError naming the key to fix."""
+    _check_path(config.url_prefix, f"{path}.url_prefix")
+    if config.url_prefix == "/":
+        raise ConfigError(
+            "must not be '/': the channel routes need a prefix of their own", f"{path}.url_prefix"
+        )
+    _check_path(config.admin.broadcast_path, f"{path}.admin.broadcast_path")
+    _check_path(config.admin.stats_path, f"{path}.admin.stats_path")
+    if config.admin.broadcast_path == config.admin.stats_path:
+        raise ConfigError("must differ from admin.stats_path", f"{path}.admin.broadcast_path")
+
+    for key in ("heartbeat_interval", "client_timeout", "shutdown_timeout"):
+        if getattr(config, key) <= 0:
+            raise ConfigError("must be greater than 0", f"{path}.{key}")
+    if config.client_rate_limit.per <= 0:
+        raise ConfigError("must be greater than 0", f"{path}.client_rate_limit.per")
+    if config.client_timeout <= config.heartbeat_interval:
+        raise ConfigError(
+            f"must be longer than heartbeat_interval ({config.heartbeat_interval:g}s), "
+            "or clients that only answer pings are closed",
+            f"{path}.client_timeout",
+        )
+    if not config.allowed_origins:
+        raise ConfigError(
+            "must not be empty: write ['*'] to allow every origin", f"{path}.allowed_origins"
+        )
+    for i, origin in enumerate(config.allowed_origins):
+        if origin != "*" and not re.match(r"^[a-z][a-z0-9+.-]*://[^/\s]+$", origin):
+            raise ConfigError(
+                f"not an origin (scheme://host[:port]): {origin!r}", f"{path}.allowed_origins[{i}]"
+            )
+    backplane = config.backplane
+    if backplane != "memory" and not backplane.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(
+            f"must be 'memory' or a redis:// URL, got {backplane!r}", f"{path}.backplane"
+        )
+    _check_history(config.history, f"{path}.history")
+
+    routes = {
+        config.admin.broadcast_path: "admin.broadcast_path",
+        config.admin.stats_path: "admin.stats_path",
+    }
+    for name, channel in config.channels.items():
+        cpath = f"{path}.channels.{name}"
+        if not name:
+            raise ConfigError("channel names must not be empty", f"{path}.channels")
+        if not _NAME_RE.match(name):
+            raise ConfigError(
+                f"invalid channel name {name!r}: use letters, digits, '_', '-' and '.'",
+                f"{path}.channels",
+            )
+        if name in RESERVED_CHANNEL_NAMES:
+            raise ConfigError(
+                f"{name!r} is reserved (reserved: {', '.join(sorted(RESERVED_CHANNEL_NAMES))})",
+                cpath,
+            )
+        route = f"{config.url_prefix}/{name}"
+        if route in routes:
+            raise ConfigError(f"the channel route {route} clashes with {routes[route]}", cpath)
+        if channel.history is not None:
+            _check_history(channel.history, f"{cpath}.history")
+        for fname, spec in channel.filters.items():
+            _check_filter(fname, spec, f"{cpath}.filters.{fname}")
+    for admin_path, key in routes.items():
+        if admin_path == config.url_prefix or admin_path == f"{config.url_prefix}/health":
+            raise ConfigError(f"{admin_path} clashes with a route of url_prefix", f"{path}.{key}")
+
+
+def _check_history(history: HistoryConfig, path: str) -> None:
+    if history.ttl <= 0:
+        raise ConfigError("must be greater than 0", f"{path}.ttl")
+
+
+def _check_filter(name: str, spec: FilterSpec, path: str) -> None:
+    if not name or not _NAME_RE.match(name):
+        raise ConfigError(f"invalid filter name {name!r}: use letters, digits, '_', '-', '.'", path)
+    if name in RESERVED_FILTER_NAMES:
+        raise ConfigError(
+            f"{name!r} is a reserved query parameter ({', '.join(sorted(RESERVED_FILTER_NAMES))})",
+            path,
+        )
+    if spec.field is not None and (not spec.field or any(not p for p in spec.field.split("."))):
+        raise ConfigError(f"invalid field path {spec.field!r}", f"{path}.field")
+    if spec.op == "min":
+        if not spec.order:
+            raise ConfigError(
+                "a 'min' filter needs an 'order' list (lowest first)", f"{path}.order"
+            )
+        if len(set(spec.order)) != len(spec.order):
+            raise ConfigError("values in 'order' must be unique", f"{path}.order")
+    elif spec.order is not None:
+        raise ConfigError(
+            f"'order' only applies to op: min (this filter is op: {spec.op})", f"{path}.order"
+        )
+    if spec.op != "flag" and spec.equals is not None:
+        raise ConfigError(
+            f"'equals' only applies to op: flag (this filter is op: {spec.op})", f"{path}.equals"
+        )

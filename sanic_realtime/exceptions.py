@@ -1,0 +1,125 @@
+"""Every error sanic-realtime raises on purpose.
+
+The hierarchy::
+
+    RealtimeError                     root: catch this to catch everything below
+    ├── ConfigError                   the configuration is wrong (.path names the key)
+    └── ClientError                   a client asked for something we refuse (.code, .status)
+        ├── UnknownChannel            404 unknown_channel
+        ├── UnknownFilter             400 unknown_filter (.param)
+        ├── BadFilterValue            400 bad_filter_value (.param)
+        ├── BadSince                  400 bad_since (.param)
+        ├── BadMessage                in-band only: the frame is not a valid client message
+        ├── OriginNotAllowed          403 origin_not_allowed
+        ├── Unauthorized              401 unauthorized (admin routes with admin.token set)
+        └── ServerUnavailable         503 server_full / shutting_down
+
+A ``ClientError`` is turned into an HTTP refusal before the WebSocket upgrade
+(``{"error": {"code", "message"}}`` with ``.status``) or, once the connection is
+open, into an ``error`` message; the connection then stays open.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BadFilterValue",
+    "BadMessage",
+    "BadSince",
+    "ClientError",
+    "ConfigError",
+    "OriginNotAllowed",
+    "RealtimeError",
+    "ServerUnavailable",
+    "Unauthorized",
+    "UnknownChannel",
+    "UnknownFilter",
+]
+
+
+class RealtimeError(Exception):
+    """Root of every error raised by sanic-realtime."""
+
+
+class ConfigError(RealtimeError):
+    """The configuration is invalid; ``path`` is the dotted key path, when one applies."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        self.message = message
+        self.path = path
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+class ClientError(RealtimeError):
+    """A refusal that a client sees, as an HTTP status or an in-band ``error``."""
+
+    code: str = "bad_request"
+    status: int = 400
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        super().__init__(message)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+class UnknownChannel(ClientError):
+    code = "unknown_channel"
+    status = 404
+
+    def __init__(self, channel: str, known: list[str] | None = None) -> None:
+        self.channel = channel
+        hint = f"; known channels: {', '.join(known)}" if known else ""
+        super().__init__(f"unknown channel {channel!r}{hint}")
+
+
+class UnknownFilter(ClientError):
+    code = "unknown_filter"
+    status = 400
+
+    def __init__(self, param: str, message: str) -> None:
+        self.param = param
+        super().__init__(message)
+
+
+class BadFilterValue(ClientError):
+    code = "bad_filter_value"
+    status = 400
+
+    def __init__(self, param: str, message: str) -> None:
+        self.param = param
+        super().__init__(message)
+
+
+class BadSince(ClientError):
+    code = "bad_since"
+    status = 400
+
+    def __init__(self, param: str, message: str) -> None:
+        self.param = param
+        super().__init__(message)
+
+
+class BadMessage(ClientError):
+    """A client frame that is not a valid message (``code`` says how)."""
+
+    code = "invalid_message"
+
+
+class OriginNotAllowed(ClientError):
+    code = "origin_not_allowed"
+    status = 403
+
+
+class Unauthorized(ClientError):
+    code = "unauthorized"
+    status = 401
+
+
+class ServerUnavailable(ClientError):
+    code = "server_full"
+    status = 503

@@ -1,0 +1,86 @@
+"""The :class:`Realtime` object: configuration, hub and blueprint in one place. No logic
+of its own: the hub fans out, the blueprint speaks HTTP/WebSocket."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .backplanes import create as create_backplane
+from .config import RealtimeConfig, load_yaml, revalidate
+from .exceptions import ConfigError, UnknownChannel
+from .hub import Hub, PublishResult
+
+if TYPE_CHECKING:
+    from sanic import Blueprint, Request
+
+__all__ = ["Realtime"]
+
+InitialStateHook = Callable[["Request"], Awaitable[Any]]
+H = TypeVar("H", bound=InitialStateHook)
+
+
+class Realtime:
+    """Real-time push for one Sanic app::
+
+    realtime = Realtime.from_yaml("realtime.yaml")
+    app.blueprint(realtime.blueprint)
+    await realtime.publish("logs", "log_update", {"level": "error"})
+    """
+
+    def __init__(self, config: RealtimeConfig | None = None) -> None:
+        self.config = revalidate(config if config is not None else RealtimeConfig())
+        if self.config.auth.mode != "none":
+            raise ConfigError(
+                "JWT authentication is not available in this version of sanic-realtime",
+                "realtime.auth.mode",
+            )
+        self.hub = Hub(self.config, create_backplane(self.config))
+        self.initial_state_hooks: dict[str, InitialStateHook] = {}
+        self._blueprint: Blueprint | None = None
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> Realtime:
+        """Build from a YAML file's ``realtime:`` key; ``ConfigError`` names a bad key."""
+        return cls(load_yaml(path))
+
+    @property
+    def blueprint(self) -> Blueprint:
+        """The blueprint to register once: ``app.blueprint(realtime.blueprint)``."""
+        if self._blueprint is None:
+            from .blueprint import build_blueprint
+
+            self._blueprint = build_blueprint(self)
+        return self._blueprint
+
+    async def publish(
+        self,
+        channel: str,
+        type: str,
+        data: Any = None,
+        *,
+        user_id: str | int | None = None,
+        role: str | None = None,
+    ) -> PublishResult:
+        """Publish an event to ``channel``'s subscribers (only ``user_id``'s connections,
+        or ``role``'s, when given). Returns its ``id`` and this process's ``recipients``."""
+        return await self.hub.publish(
+            channel, type, data, user_id=None if user_id is None else str(user_id), role=role
+        )
+
+    def stats(self) -> dict[str, Any]:
+        """The figures of the admin stats route."""
+        return self.hub.stats()
+
+    def initial_state(self, channel: str) -> Callable[[H], H]:
+        """Register ``async def hook(request) -> data``: a new subscriber of ``channel``
+        first gets its result as ``initial_state`` (this wins over ``initial: last``)."""
+        if channel not in self.config.channels:
+            raise UnknownChannel(channel, list(self.config.channels))
+
+        def register(hook: H) -> H:
+            self.initial_state_hooks[channel] = hook
+            return hook
+
+        return register

@@ -1,0 +1,236 @@
+"""Subscription filters: compiled once per subscription from query parameters or a
+``subscribe`` message, then matched against events. Pure: no I/O, no event loop.
+
+Semantics (see docs/protocol.md):
+
+- filters of one subscription combine with AND; an event without the filtered field
+  does not match that filter;
+- ``eq``: exact, case-sensitive; ``a,b`` means any of; numbers and booleans in the
+  event compare by their JSON text (``3`` matches ``"3"``, ``true`` matches ``"true"``);
+- ``min``: the event's value must be in ``order`` at or after the client's value;
+- ``flag``: ``true/false/1/0/yes/no``; when true, the field must equal the declared
+  ``equals`` (default ``true``); when false the filter is off;
+- ``types`` (built in, every channel): the event's type is one of the given types.
+
+A compiled :class:`Filter` has a hashable ``key``: subscriptions with equal keys are
+grouped so that a filter is evaluated once per event per distinct filter, not once
+per subscriber.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from .config import ChannelConfig, FilterSpec
+from .exceptions import BadFilterValue, UnknownFilter
+
+__all__ = ["Filter", "FilterKey", "compile_filter", "split_filter_params"]
+
+FilterKey = tuple[Any, ...]
+FilterParam = str | int | float | bool | Sequence[str | int | float | bool]
+
+_MISSING: Any = object()
+_TRUE = frozenset({"true", "1", "yes"})
+_FALSE = frozenset({"false", "0", "no"})
+TYPES = "types"
+
+
+def _as_text(value: Any) -> str | None:
+    """The text an event value or a filter value compares by; None if it has none."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return None
+
+
+def _get(data: Any, path: tuple[str, ...]) -> Any:
+    for part in path:
+        if isinstance(data, Mapping):
+            data = data.get(part, _MISSING)
+        else:
+            data = getattr(data, part, _MISSING)
+        if data is _MISSING:
+            return _MISSING
+    return data
+
+
+class _Check:
+    __slots__ = ("path",)
+
+    def __init__(self, path: tuple[str, ...]) -> None:
+        self.path = path
+
+    def __call__(self, data: Any) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class _Eq(_Check):
+    __slots__ = ("values",)
+
+    def __init__(self, path: tuple[str, ...], values: frozenset[str]) -> None:
+        super().__init__(path)
+        self.values = values
+
+    def __call__(self, data: Any) -> bool:
+        return _as_text(_get(data, self.path)) in self.values
+
+
+class _Min(_Check):
+    __slots__ = ("rank", "threshold")
+
+    def __init__(self, path: tuple[str, ...], rank: dict[str, int], threshold: int) -> None:
+        super().__init__(path)
+        self.rank = rank
+        self.threshold = threshold
+
+    def __call__(self, data: Any) -> bool:
+        value = _get(data, self.path)
+        if not isinstance(value, str):
+            return False
+        position = self.rank.get(value)
+        return position is not None and position >= self.threshold
+
+
+class _Flag(_Check):
+    __slots__ = ("equals",)
+
+    def __init__(self, path: tuple[str, ...], equals: Any) -> None:
+        super().__init__(path)
+        self.equals = equals
+
+    def __call__(self, data: Any) -> bool:
+        value = _get(data, self.path)
+        return (
+            value is not _MISSING
+            and value == self.equals
+            and (type(value) is type(self.equals) or not isinstance(self.equals, bool))
+        )
+
+
+class Filter:
+    """A compiled subscription filter. ``matches(type, data)`` is pure."""
+
+    __slots__ = ("checks", "key", "types")
+
+    def __init__(self, key: FilterKey, types: frozenset[str] | None, checks: tuple[_Check, ...]):
+        self.key = key
+        self.types = types
+        self.checks = checks
+
+    def matches(self, event_type: str, data: Any) -> bool:
+        if self.types is not None and event_type not in self.types:
+            return False
+        return all(check(data) for check in self.checks)
+
+    def __repr__(self) -> str:
+        return f"Filter({self.key!r})"
+
+
+def _text_values(name: str, value: FilterParam) -> frozenset[str]:
+    items: Iterable[Any]
+    if isinstance(value, str):
+        items = value.split(",")
+    elif isinstance(value, (list, tuple)):
+        items = value
+    else:
+        items = [value]
+    out: set[str] = set()
+    for item in items:
+        text = _as_text(item)
+        if text is None:
+            raise BadFilterValue(name, f"filter {name!r} takes strings, got {item!r}")
+        text = text.strip() if isinstance(item, str) else text
+        if text:
+            out.add(text)
+    if not out:
+        raise BadFilterValue(name, f"filter {name!r} needs at least one value")
+    return frozenset(out)
+
+
+def _flag_value(name: str, value: FilterParam) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+    raise BadFilterValue(
+        name, f"filter {name!r} is a flag: use true/false/1/0/yes/no, got {value!r}"
+    )
+
+
+def compile_filter(
+    channel: str, specs: Mapping[str, FilterSpec], params: Mapping[str, FilterParam]
+) -> Filter | None:
+    """Compile the client's ``params`` against the channel's declared ``specs``.
+
+    Returns None when nothing filters (every event matches). Raises ``UnknownFilter``
+    or ``BadFilterValue`` naming the parameter.
+    """
+    key: list[Any] = []
+    checks: list[_Check] = []
+    types: frozenset[str] | None = None
+    for name in sorted(params):
+        value = params[name]
+        if name == TYPES:
+            types = _text_values(name, value)
+            key.append((TYPES, types))
+            continue
+        spec = specs.get(name)
+        if spec is None:
+            known = ", ".join(sorted([*specs, TYPES]))
+            raise UnknownFilter(
+                name, f"unknown filter {name!r} for channel {channel!r} (known: {known})"
+            )
+        path = tuple((spec.field or name).split("."))
+        if spec.op == "eq":
+            values = _text_values(name, value)
+            checks.append(_Eq(path, values))
+            key.append((name, "eq", values))
+        elif spec.op == "min":
+            order = spec.order or []
+            text = value if isinstance(value, str) else _as_text(value)
+            if text is None or text.strip() not in order:
+                raise BadFilterValue(
+                    name, f"filter {name!r} must be one of {', '.join(order)} (got {value!r})"
+                )
+            rank = {v: i for i, v in enumerate(order)}
+            threshold = rank[text.strip()]
+            checks.append(_Min(path, rank, threshold))
+            key.append((name, "min", threshold))
+        else:  # flag
+            if _flag_value(name, value):
+                equals = True if spec.equals is None else spec.equals
+                checks.append(_Flag(path, equals))
+                key.append((name, "flag"))
+    if not key or (not checks and types is None):
+        return None
+    return Filter(tuple(key), types, tuple(checks))
+
+
+def split_filter_params(
+    channels: Mapping[str, ChannelConfig], params: Mapping[str, FilterParam]
+) -> dict[str, dict[str, FilterParam]]:
+    """For a subscription to several channels: each parameter goes to the channels that
+    declare it (``types`` to all). A parameter that none of them declares is an error."""
+    out: dict[str, dict[str, FilterParam]] = {name: {} for name in channels}
+    for param, value in params.items():
+        takers = [name for name, cfg in channels.items() if param == TYPES or param in cfg.filters]
+        if not takers:
+            declared = sorted({f for cfg in channels.values() for f in cfg.filters} | {TYPES})
+            raise UnknownFilter(
+                param,
+                f"unknown filter {param!r} for channels {', '.join(channels)} "
+                f"(known: {', '.join(declared)})",
+            )
+        for name in takers:
+            out[name][param] = value
+    return out

@@ -1,0 +1,698 @@
+"""The hub: rooms, bounded per-connection buffers, fan-out, heartbeats, shutdown.
+
+Runtime (asyncio), but no sanic: a connection's socket is anything that implements
+:class:`Socket` (the Sanic adapter is in ``transport.py``; tests may use a fake).
+
+What fan-out does, plainly:
+
+- each event is encoded once (by the backplane) and framed once (here); the same
+  bytes are queued for every matching connection;
+- a filter is evaluated once per distinct filter of a room, not once per subscriber;
+- each connection has a bounded queue (``buffer_size``). Publishing never waits for
+  a socket: it queues and returns. Queued frames are written together, one
+  ``transport.write`` per connection per event-loop iteration;
+- a connection whose transport is over its high-water mark is not written to; its
+  queue fills, and when it is full the ``slow_client`` policy applies: ``disconnect``
+  closes it with 4008, ``drop_oldest`` drops its oldest event and tells it how many
+  it lost (``messages_dropped``) before its next event;
+- one failing socket never stops a fan-out: errors close that connection only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any, Protocol
+
+import msgspec
+from websockets.frames import Frame, Opcode
+
+from .backplanes.base import Backplane
+from .config import RealtimeConfig
+from .events import Event, encode_control, utc_timestamp
+from .exceptions import ServerUnavailable, UnknownChannel
+from .filters import Filter
+from .rooms import Rooms
+from .subscriptions import SubRequest
+
+__all__ = ["Connection", "Hub", "PublishResult", "Socket", "SubRequest", "text_frame"]
+
+logger = logging.getLogger("sanic_realtime")
+
+# Close codes (docs/protocol.md).
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_SERVER_ERROR = 1011
+CLOSE_SLOW_CONSUMER = 4008
+CLOSE_RATE_LIMITED = 4429
+
+#: How long a slot reserved before the upgrade waits for its connection.
+RESERVATION_TTL = 30.0
+
+
+class Socket(Protocol):
+    """What the hub needs from a WebSocket connection."""
+
+    def is_open(self) -> bool: ...
+
+    def writable(self) -> bool:
+        """True while the transport is under its high-water mark."""
+        ...
+
+    async def wait_writable(self) -> None:
+        """Return when the transport accepts data again; raise if the connection is gone."""
+        ...
+
+    def write(self, data: bytes) -> None:
+        """Write already-framed bytes (one or more complete frames)."""
+        ...
+
+    async def ping(self) -> Awaitable[None]:
+        """Send a ping; the awaitable completes when the pong arrives."""
+        ...
+
+    async def close(self, code: int, reason: str) -> None:
+        """Closing handshake, after everything written so far."""
+        ...
+
+    def abort(self, code: int, reason: str) -> None:
+        """Send a close frame now if possible and drop the connection; never blocks."""
+        ...
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A server-to-client text frame. Server frames are unmasked and no extension is
+    negotiated, so one frame is valid for every connection."""
+    return Frame(Opcode.TEXT, payload).serialize(mask=False)
+
+
+class PublishResult(msgspec.Struct, frozen=True):
+    """What :meth:`Hub.publish` returns."""
+
+    channel: str
+    id: str
+    #: Connections of this process the event was queued for.
+    recipients: int
+
+
+class Reservation:
+    """A slot held between the checks before the upgrade and the connection's start."""
+
+    __slots__ = ("deadline",)
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+
+
+class Connection:
+    """One client connection as the hub sees it."""
+
+    __slots__ = (
+        "allowance",
+        "blocked",
+        "channels",
+        "closing",
+        "dirty",
+        "dropped",
+        "events",
+        "id",
+        "last_ping",
+        "last_seen",
+        "queue",
+        "role",
+        "socket",
+        "user_id",
+    )
+
+    def __init__(
+        self, id: str, socket: Socket, user_id: str | None, role: str | None, now: float
+    ) -> None:
+        self.id = id
+        self.socket = socket
+        self.user_id = user_id
+        self.role = role
+        #: channel -> filter, for subscriptions active or being set up.
+        self.channels: dict[str, Filter | None] = {}
+        #: (channel or None for control messages, framed bytes), oldest first.
+        self.queue: deque[tuple[str | None, bytes]] = deque()
+        #: How many of the queued items are events (what ``buffer_size`` bounds).
+        self.events = 0
+        #: Extra room granted for a replay, so that resuming never trips the bound.
+        self.allowance = 0
+        #: channel -> events dropped and not yet reported (drop_oldest).
+        self.dropped: dict[str, int] = {}
+        self.dirty = False
+        self.blocked = False
+        self.closing = False
+        self.last_seen = now
+        self.last_ping = now
+
+    def accepts(self, event: Event) -> bool:
+        """Targeting: no target = everyone; else the user, or the role (either suffices)."""
+        if event.user_id is None and event.role is None:
+            return True
+        return (event.user_id is not None and event.user_id == self.user_id) or (
+            event.role is not None and event.role == self.role
+        )
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.id}>"
+
+
+class _Warming:
+    """A subscription being set up: live events are held here until history and
+    initial state have been sent, so there is no gap and no duplicate."""
+
+    __slots__ = ("conn", "filter", "pending")
+
+    def __init__(self, conn: Connection, filter: Filter | None) -> None:
+        self.conn = conn
+        self.filter = filter
+        self.pending: list[Event] = []
+
+    def match(self, event: Event) -> bool:
+        f = self.filter
+        return (f is None or f.matches(event.type, event.data)) and self.conn.accepts(event)
+
+
+InitialHook = Callable[[], Awaitable[Any]]
+
+
+class Hub:
+    def __init__(
+        self,
+        config: RealtimeConfig,
+        backplane: Backplane,
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.backplane = backplane
+        self._clock = clock
+        self._monotonic = monotonic
+        self._buffer_size = config.buffer_size
+        self._drop_oldest = config.slow_client == "drop_oldest"
+        self._conns: dict[str, Connection] = {}
+        self._rooms: Rooms[Connection] = Rooms()
+        self._warming: dict[str, dict[Connection, _Warming]] = {}
+        self._reservations: set[Reservation] = set()
+        self._dirty: list[Connection] = []
+        self._flush_scheduled = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._ticker: asyncio.Task[None] | None = None
+        self.started = False
+        self.closing = False
+        self.started_at = monotonic()
+        self.messages_sent = 0
+        self.messages_dropped = 0
+        self.slow_disconnects = 0
+        backplane.attach(self.deliver)
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        if self.started:
+            return
+        await self.backplane.start()
+        self.started = True
+        self.closing = False
+        hb, timeout = self.config.heartbeat_interval, self.config.client_timeout
+        tick = min(max(min(hb, timeout) / 4, 0.05), 5.0)
+        self._ticker = asyncio.create_task(self._tick_forever(tick), name="realtime-heartbeat")
+
+    async def shutdown(self) -> None:
+        """Refuse new connections, flush every buffer and close each client with 1001,
+        within ``shutdown_timeout``; then stop the backplane."""
+        self.closing = True
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+        conns = list(self._conns.values())
+        if conns:
+            timeout = self.config.shutdown_timeout
+            await asyncio.gather(
+                *(self.close(c, CLOSE_GOING_AWAY, "server shutting down", timeout) for c in conns),
+                return_exceptions=True,
+            )
+        for task in list(self._tasks):
+            task.cancel()
+        if self.started:
+            await self.backplane.stop()
+        self.started = False
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ----------------------------------------------------------------- connections
+
+    def reserve(self) -> Reservation:
+        """Hold a slot for a connection about to be upgraded; ``ServerUnavailable`` if full."""
+        now = self._monotonic()
+        if self._reservations:
+            self._reservations = {r for r in self._reservations if r.deadline > now}
+        if self.closing:
+            raise ServerUnavailable("the server is shutting down", code="shutting_down")
+        limit = self.config.max_clients
+        if len(self._conns) + len(self._reservations) >= limit:
+            raise ServerUnavailable(f"server full: at most {limit} connections per process")
+        reservation = Reservation(now + RESERVATION_TTL)
+        self._reservations.add(reservation)
+        return reservation
+
+    def register(
+        self,
+        socket: Socket,
+        reservation: Reservation | None = None,
+        *,
+        user_id: str | None = None,
+        role: str | None = None,
+    ) -> Connection:
+        if reservation is not None:
+            self._reservations.discard(reservation)
+        conn = Connection("c_" + secrets.token_urlsafe(9), socket, user_id, role, self._monotonic())
+        self._conns[conn.id] = conn
+        return conn
+
+    def unregister(self, conn: Connection) -> None:
+        """Forget ``conn``: it leaves every room; its queue is discarded. Idempotent."""
+        conn.closing = True
+        if self._conns.pop(conn.id, None) is None:
+            return
+        for channel in conn.channels:
+            self._rooms.remove(conn, channel)
+            self._stop_warming(conn, channel)
+        conn.channels.clear()
+        if conn.queue:
+            self.messages_dropped += conn.events
+            conn.queue.clear()
+            conn.events = 0
+
+    def touch(self, conn: Connection) -> None:
+        """The client sent something: it is alive."""
+        conn.last_seen = self._monotonic()
+
+    @property
+    def connections(self) -> Mapping[str, Connection]:
+        return self._conns
+
+    # ----------------------------------------------------------------- publish and fan-out
+
+    async def publish(
+        self,
+        channel: str,
+        type: str,
+        data: Any = None,
+        *,
+        user_id: str | None = None,
+        role: str | None = None,
+    ) -> PublishResult:
+        if channel not in self.config.channels:
+            raise UnknownChannel(channel, list(self.config.channels))
+        if not isinstance(type, str) or not type:
+            raise ValueError(f"an event type must be a non-empty string, got {type!r}")
+        event, recipients = await self.backplane.publish(
+            channel, type, data, user_id=user_id, role=role
+        )
+        return PublishResult(channel, str(event.id), recipients)
+
+    def deliver(self, event: Event) -> int:
+        """Queue ``event`` for every local subscriber it matches; return how many.
+
+        Synchronous and never blocks: this is the hot path.
+        """
+        channel = event.channel
+        room = self._rooms.get(channel)
+        warming = self._warming.get(channel)
+        if room is None and not warming:
+            return 0
+        frame = text_frame(event.payload)
+        etype, data = event.type, event.data
+        targeted = event.user_id is not None or event.role is not None
+        enqueue = self._enqueue
+        count = 0
+        if room is not None:
+            for group in room.groups.values():
+                f = group.filter
+                if f is not None and not f.matches(etype, data):
+                    continue
+                for conn in group.members:
+                    if targeted and not conn.accepts(event):
+                        continue
+                    if enqueue(conn, channel, frame):
+                        count += 1
+        if warming:
+            for w in warming.values():
+                if w.conn.closing or not w.match(event):
+                    continue
+                if len(w.pending) >= self._buffer_size:
+                    if not self._drop_oldest:
+                        self._overflow(w.conn)
+                        continue
+                    w.pending.pop(0)
+                    self._count_drop(w.conn, channel)
+                w.pending.append(event)
+                count += 1
+        return count
+
+    def _enqueue(
+        self, conn: Connection, channel: str | None, frame: bytes, force: bool = False
+    ) -> bool:
+        if conn.closing:
+            return False
+        if channel is not None:
+            if not force and conn.events >= self._buffer_size + conn.allowance:
+                # Full. If the transport can take it, this is a burst, not a slow client:
+                # write the queue now. Otherwise the slow_client policy decides.
+                if not conn.blocked and conn.socket.writable():
+                    if not self._write(conn):
+                        return False
+                elif not self._drop_oldest:
+                    self._overflow(conn)
+                    return False
+                else:
+                    self._drop_one(conn)
+            conn.events += 1
+        conn.queue.append((channel, frame))
+        if not conn.dirty:
+            conn.dirty = True
+            self._dirty.append(conn)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush)
+        return True
+
+    def _count_drop(self, conn: Connection, channel: str) -> None:
+        conn.dropped[channel] = conn.dropped.get(channel, 0) + 1
+        self.messages_dropped += 1
+
+    def _drop_one(self, conn: Connection) -> None:
+        """drop_oldest: remove the oldest queued event (control messages are kept)."""
+        queue = conn.queue
+        for i, (channel, _) in enumerate(queue):
+            if channel is not None:
+                del queue[i]
+                conn.events -= 1
+                self._count_drop(conn, channel)
+                return
+
+    def _overflow(self, conn: Connection) -> None:
+        """disconnect: the buffer is full. Close with 4008, outside the fan-out loop."""
+        if conn.closing:
+            return
+        conn.closing = True
+        self.slow_disconnects += 1
+        reason = f"slow consumer: {self._buffer_size} messages buffered"
+        asyncio.get_running_loop().call_soon(self.abort, conn, CLOSE_SLOW_CONSUMER, reason)
+
+    def send_control(
+        self, conn: Connection, type: str, data: Any, *, channel: str | None = None
+    ) -> None:
+        """Queue a control message (never counted against the buffer bound)."""
+        payload = encode_control(
+            type, data, timestamp=utc_timestamp(self._clock()), channel=channel
+        )
+        self._enqueue(conn, None, text_frame(payload), force=True)
+
+    # ----------------------------------------------------------------- writing
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for conn in dirty:
+            conn.dirty = False
+            if not conn.blocked:
+                self._write(conn)
+
+    def _write(self, conn: Connection) -> bool:
+        """Write everything queued for ``conn`` in one write, or wait until it can be.
+        Returns False when the connection turned out to be closed or blocked.
+
+        May run inside a fan-out loop: it never changes rooms itself (closing is deferred).
+        """
+        if not conn.queue:
+            return True
+        socket = conn.socket
+        if not socket.is_open():
+            conn.closing = True
+            asyncio.get_running_loop().call_soon(self.unregister, conn)
+            return False
+        if not socket.writable():
+            conn.blocked = True
+            self._spawn(self._write_when_writable(conn))
+            return False
+        parts: list[bytes] = []
+        for channel, frame in conn.queue:
+            if channel is not None and conn.dropped:
+                # The loss is reported right before the next event the client gets.
+                parts.extend(self._drop_notices(conn))
+            parts.append(frame)
+        conn.queue.clear()
+        conn.events = 0
+        conn.allowance = 0
+        try:
+            socket.write(b"".join(parts))
+        except Exception:
+            logger.exception("writing to %s failed; closing it", conn)
+            conn.closing = True
+            asyncio.get_running_loop().call_soon(
+                self.abort, conn, CLOSE_SERVER_ERROR, "write failed"
+            )
+            return False
+        self.messages_sent += len(parts)
+        return True
+
+    def _drop_notices(self, conn: Connection) -> list[bytes]:
+        ts = utc_timestamp(self._clock())
+        notices = [
+            text_frame(
+                encode_control("messages_dropped", {"channel": ch, "count": n}, timestamp=ts)
+            )
+            for ch, n in conn.dropped.items()
+        ]
+        conn.dropped.clear()
+        return notices
+
+    async def _write_when_writable(self, conn: Connection) -> None:
+        try:
+            await conn.socket.wait_writable()
+        except Exception:
+            pass  # the connection is gone; _write sees it closed
+        finally:
+            conn.blocked = False
+        self._write(conn)
+
+    # ----------------------------------------------------------------- closing
+
+    def abort(self, conn: Connection, code: int, reason: str) -> None:
+        """Close now, discarding what is queued (counted as dropped). Never blocks."""
+        conn.closing = True
+        try:
+            conn.socket.abort(code, reason)
+        except Exception:
+            logger.debug("abort of %s failed", conn, exc_info=True)
+        self.unregister(conn)
+
+    async def close(
+        self, conn: Connection, code: int, reason: str, timeout: float | None = None
+    ) -> None:
+        """Flush what is queued, then close with ``code``; abort after ``timeout``."""
+        if conn.closing and conn.id not in self._conns:
+            return
+        conn.closing = True  # no new events; what is queued still goes out
+        timeout = self.config.shutdown_timeout if timeout is None else timeout
+        try:
+            await asyncio.wait_for(self._drain_and_close(conn, code, reason), timeout)
+        except Exception:
+            self.abort(conn, code, reason)
+        finally:
+            self.unregister(conn)
+
+    async def _drain_and_close(self, conn: Connection, code: int, reason: str) -> None:
+        socket = conn.socket
+        while conn.queue and socket.is_open():
+            if socket.writable():
+                self._write(conn)
+            else:
+                await socket.wait_writable()
+        if socket.is_open():
+            await socket.close(code, reason)
+
+    # ----------------------------------------------------------------- subscriptions
+
+    def _stop_warming(self, conn: Connection, channel: str) -> _Warming | None:
+        table = self._warming.get(channel)
+        if not table:
+            return None
+        w = table.pop(conn, None)
+        if not table:
+            del self._warming[channel]
+        return w
+
+    async def subscribe(
+        self,
+        conn: Connection,
+        requests: Sequence[SubRequest],
+        *,
+        reply: str,
+        reply_data: Mapping[str, Any] | None = None,
+        hooks: Mapping[str, InitialHook] | None = None,
+    ) -> None:
+        """Subscribe ``conn`` to each request's channel, then send, in this order:
+        the ``reply`` control message (``connection_established`` or ``subscribed``,
+        with ``recovered`` when a resume was asked), per channel its ``initial_state``,
+        the replayed events, and then live events, with no gap and no duplicate.
+
+        A channel already subscribed is re-subscribed with the new filter.
+        """
+        hooks = hooks or {}
+        warmers: dict[str, _Warming] = {}
+        for req in requests:
+            self._rooms.remove(conn, req.channel)
+            self._stop_warming(conn, req.channel)
+            w = _Warming(conn, req.filter)
+            self._warming.setdefault(req.channel, {})[conn] = w
+            conn.channels[req.channel] = req.filter
+            warmers[req.channel] = w
+
+        recovered: dict[str, bool] = {}
+        replays: dict[str, list[Event]] = {}
+        initials: dict[str, Any] = {}
+        failures: list[tuple[str, str]] = []
+        try:
+            for req in requests:
+                channel, w = req.channel, warmers[req.channel]
+                if req.since is not None:
+                    replay = await self.backplane.since(channel, req.since)
+                    recovered[channel] = replay is not None
+                    if replay is not None:
+                        replays[channel] = [e for e in replay if w.match(e)]
+                if recovered.get(channel):
+                    continue  # the client has the state, and gets what it missed
+                hook = hooks.get(channel)
+                if hook is not None:
+                    try:
+                        initials[channel] = await hook()
+                    except Exception as e:
+                        logger.exception("initial_state hook of channel %r failed", channel)
+                        failures.append((channel, f"{type(e).__name__}"))
+                elif self.config.channels[channel].initial == "last":
+                    last = await self.backplane.last(channel, w.match)
+                    if last is not None:
+                        initials[channel] = last
+        except BaseException:
+            for req in requests:
+                self._stop_warming(conn, req.channel)
+                conn.channels.pop(req.channel, None)
+            raise
+
+        # Commit: synchronous from here, so no event can slip between the parts.
+        for req in requests:
+            self._stop_warming(conn, req.channel)
+        if conn.closing:
+            return
+        data = dict(reply_data or {})
+        data["channels"] = [req.channel for req in requests]
+        if recovered:
+            data["recovered"] = recovered
+        self.send_control(conn, reply, data)
+        for channel, error in failures:
+            self.send_control(
+                conn,
+                "error",
+                {
+                    "code": "initial_state_failed",
+                    "message": f"the initial state of {channel!r} could not be computed ({error})",
+                },
+            )
+        for req in requests:
+            channel, w = req.channel, warmers[req.channel]
+            pending = w.pending
+            if channel in initials:
+                initial = initials[channel]
+                if isinstance(initial, Event):
+                    # An event that arrived during set-up is newer: it is delivered instead.
+                    if not pending or initial.offset < pending[0].offset:
+                        self.send_control(conn, "initial_state", initial.data, channel=channel)
+                else:
+                    self.send_control(conn, "initial_state", initial, channel=channel)
+            events = replays.get(channel, [])
+            if channel in replays:
+                cut = events[-1].offset if events else req.since.offset  # type: ignore[union-attr]
+                events = events + [e for e in pending if e.offset > cut]
+            else:
+                events = pending
+            conn.allowance += len(events)
+            for event in events:
+                self._enqueue(conn, channel, text_frame(event.payload), force=True)
+            self._rooms.add(conn, channel, req.filter)
+
+    def unsubscribe(self, conn: Connection, channels: Sequence[str]) -> list[str]:
+        """Leave ``channels``; returns those that were subscribed."""
+        removed = []
+        for channel in channels:
+            if conn.channels.pop(channel, _NOT_SUBSCRIBED) is _NOT_SUBSCRIBED:
+                continue
+            self._rooms.remove(conn, channel)
+            self._stop_warming(conn, channel)
+            removed.append(channel)
+        return removed
+
+    # ----------------------------------------------------------------- liveness
+
+    async def _tick_forever(self, tick: float) -> None:
+        while True:
+            await asyncio.sleep(tick)
+            try:
+                self._tick()
+            except Exception:  # pragma: no cover - a bug must not stop heartbeats
+                logger.exception("heartbeat tick failed")
+
+    def _tick(self) -> None:
+        now = self._monotonic()
+        heartbeat = self.config.heartbeat_interval
+        timeout = self.config.client_timeout
+        for conn in list(self._conns.values()):
+            if conn.closing:
+                continue
+            if now - conn.last_seen > timeout:
+                self.abort(
+                    conn, CLOSE_SERVER_ERROR, f"client timeout: nothing received for {timeout:g}s"
+                )
+            elif now - conn.last_ping >= heartbeat and not conn.blocked:
+                conn.last_ping = now
+                self._spawn(self._ping(conn))
+
+    async def _ping(self, conn: Connection) -> None:
+        try:
+            pong = await conn.socket.ping()
+            await pong
+        except Exception:
+            return  # closed meanwhile; the reader or the timeout handles it
+        self.touch(conn)
+
+    # ----------------------------------------------------------------- figures
+
+    def stats(self) -> dict[str, Any]:
+        by_channel = self._rooms.counts()
+        for channel, table in self._warming.items():
+            by_channel[channel] = by_channel.get(channel, 0) + len(table)
+        by_role = Counter(c.role for c in self._conns.values() if c.role is not None)
+        return {
+            "total_clients": len(self._conns),
+            "by_channel": by_channel,
+            "by_role": dict(by_role),
+            "messages_sent": self.messages_sent,
+            "messages_dropped": self.messages_dropped,
+            "slow_disconnects": self.slow_disconnects,
+            "uptime_s": round(self._monotonic() - self.started_at, 3),
+        }
+
+
+_NOT_SUBSCRIBED: Any = object()
