@@ -12,14 +12,21 @@ import hmac
 import logging
 from collections.abc import Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 
 from .config import RealtimeConfig
-from .exceptions import BadSince, ClientError, OriginNotAllowed, Unauthorized, UnknownFilter
+from .exceptions import (
+    BadSince,
+    ClientError,
+    ConfigError,
+    OriginNotAllowed,
+    Unauthorized,
+    UnknownFilter,
+)
 from .filters import FilterParam
 from .hub import CLOSE_SERVER_ERROR
 from .session import Session
@@ -109,6 +116,8 @@ def general_plan(config: RealtimeConfig, query: Mapping[str, str]) -> list[SubRe
     if bare_since is not None:
         if len(plan) != 1:
             raise BadSince("since", "with several channels, write since.<channel>=<id>")
+        if since:
+            raise BadSince("since", "give since or since.<channel>, not both")
         plan = plan_subscription(
             config,
             channels,
@@ -134,7 +143,7 @@ class _Target(msgspec.Struct, forbid_unknown_fields=True):
 
 class _Broadcast(msgspec.Struct, forbid_unknown_fields=True):
     channel: str
-    type: str
+    type: Annotated[str, msgspec.Meta(min_length=1)]
     data: Any = None
     target: _Target | None = None
 
@@ -251,6 +260,17 @@ def build_blueprint(realtime: Realtime) -> Blueprint:
         except ClientError as e:
             return error_response(e)
         return json_response(hub.stats())
+
+    @bp.main_process_start
+    async def refuse_several_workers(app: Any) -> None:
+        workers = getattr(app.state, "workers", 1)
+        if config.backplane == "memory" and workers > 1:
+            raise ConfigError(
+                f"cannot run {workers} workers on the memory backplane: each worker would "
+                "reach only its own clients. Run one worker (the Redis backplane that serves "
+                "several is not in this version yet)",
+                "realtime.backplane",
+            )
 
     @bp.before_server_start
     async def start_hub(app: Any) -> None:

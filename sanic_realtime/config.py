@@ -42,6 +42,8 @@ RESERVED_FILTER_NAMES = frozenset({"types", "since", "channels", "token", "ticke
 RESERVED_CHANNEL_NAMES = frozenset({"all", "health", "ticket", "client.js", "client.d.ts"})
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+# No dots: ``since.<channel>`` is a query parameter of the general route.
+_FILTER_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -328,6 +330,18 @@ def check_config(config: RealtimeConfig, path: str = "realtime") -> None:
         raise ConfigError(
             f"must be 'memory' or a redis:// URL, got {backplane!r}", f"{path}.backplane"
         )
+    # Not built yet: refuse, rather than run without what the file asks for.
+    if backplane != "memory":
+        raise ConfigError(
+            "the Redis backplane is not available in this version of sanic-realtime; "
+            "use 'memory' (one process)",
+            f"{path}.backplane",
+        )
+    if config.auth.mode != "none":
+        raise ConfigError(
+            "JWT authentication is not available in this version of sanic-realtime",
+            f"{path}.auth.mode",
+        )
     _check_history(config.history, f"{path}.history")
 
     routes = {
@@ -366,8 +380,8 @@ def _check_history(history: HistoryConfig, path: str) -> None:
 
 
 def _check_filter(name: str, spec: FilterSpec, path: str) -> None:
-    if not name or not _NAME_RE.match(name):
-        raise ConfigError(f"invalid filter name {name!r}: use letters, digits, '_', '-', '.'", path)
+    if not name or not _FILTER_NAME_RE.match(name):
+        raise ConfigError(f"invalid filter name {name!r}: use letters, digits, '_' and '-'", path)
     if name in RESERVED_FILTER_NAMES:
         raise ConfigError(
             f"{name!r} is a reserved query parameter ({', '.join(sorted(RESERVED_FILTER_NAMES))})",

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .backplanes import create as create_backplane
 from .config import RealtimeConfig, load_yaml, revalidate
-from .exceptions import ConfigError, UnknownChannel
+from .exceptions import UnknownChannel
 from .hub import Hub, PublishResult
 
 if TYPE_CHECKING:
@@ -31,11 +31,6 @@ class Realtime:
 
     def __init__(self, config: RealtimeConfig | None = None) -> None:
         self.config = revalidate(config if config is not None else RealtimeConfig())
-        if self.config.auth.mode != "none":
-            raise ConfigError(
-                "JWT authentication is not available in this version of sanic-realtime",
-                "realtime.auth.mode",
-            )
         self.hub = Hub(self.config, create_backplane(self.config))
         self.initial_state_hooks: dict[str, InitialStateHook] = {}
         self._blueprint: Blueprint | None = None

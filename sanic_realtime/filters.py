@@ -104,10 +104,11 @@ class _Flag(_Check):
 
     def __call__(self, data: Any) -> bool:
         value = _get(data, self.path)
+        # Booleans only equal booleans: 1 is not true and 0 is not false, either way.
         return (
             value is not _MISSING
             and value == self.equals
-            and (type(value) is type(self.equals) or not isinstance(self.equals, bool))
+            and isinstance(value, bool) == isinstance(self.equals, bool)
         )
 
 

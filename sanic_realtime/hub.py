@@ -52,6 +52,8 @@ CLOSE_RATE_LIMITED = 4429
 
 #: How long a slot reserved before the upgrade waits for its connection.
 RESERVATION_TTL = 30.0
+#: Control replies (pong, error, ...) a connection may have queued beyond its events.
+CONTROL_MARGIN = 64
 
 
 class Socket(Protocol):
@@ -208,6 +210,7 @@ class Hub:
         self.started = False
         self.closing = False
         self.started_at = monotonic()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.messages_sent = 0
         self.messages_dropped = 0
         self.slow_disconnects = 0
@@ -219,8 +222,10 @@ class Hub:
         if self.started:
             return
         await self.backplane.start()
+        self._loop = asyncio.get_running_loop()
         self.started = True
         self.closing = False
+        self.started_at = self._monotonic()
         hb, timeout = self.config.heartbeat_interval, self.config.client_timeout
         tick = min(max(min(hb, timeout) / 4, 0.05), 5.0)
         self._ticker = asyncio.create_task(self._tick_forever(tick), name="realtime-heartbeat")
@@ -287,7 +292,9 @@ class Hub:
             return
         for channel in conn.channels:
             self._rooms.remove(conn, channel)
-            self._stop_warming(conn, channel)
+            warming = self._stop_warming(conn, channel)
+            if warming is not None:
+                self.messages_dropped += len(warming.pending)
         conn.channels.clear()
         if conn.queue:
             self.messages_dropped += conn.events
@@ -317,6 +324,11 @@ class Hub:
             raise UnknownChannel(channel, list(self.config.channels))
         if not isinstance(type, str) or not type:
             raise ValueError(f"an event type must be a non-empty string, got {type!r}")
+        if self._loop is not None and asyncio.get_running_loop() is not self._loop:
+            raise RuntimeError(
+                "publish() runs on the server's event loop; from another thread use "
+                "asyncio.run_coroutine_threadsafe(realtime.publish(...), loop)"
+            )
         event, recipients = await self.backplane.publish(
             channel, type, data, user_id=user_id, role=role
         )
@@ -364,22 +376,34 @@ class Hub:
     def _enqueue(
         self, conn: Connection, channel: str | None, frame: bytes, force: bool = False
     ) -> bool:
+        """Queue one frame (``channel`` None: a control message). Returns False when the
+        connection will not get it."""
         if conn.closing:
             return False
-        if channel is not None:
+        queue = conn.queue
+        if channel is None:
+            # Control replies are not bounded by buffer_size, but a client that keeps
+            # asking and never reads must not grow its queue forever.
+            if len(queue) >= self._buffer_size + conn.allowance + CONTROL_MARGIN and not (
+                self._can_write_now(conn) and self._write(conn)
+            ):
+                self._overflow(conn)
+                return False
+        else:
             if not force and conn.events >= self._buffer_size + conn.allowance:
                 # Full. If the transport can take it, this is a burst, not a slow client:
                 # write the queue now. Otherwise the slow_client policy decides.
-                if not conn.blocked and conn.socket.writable():
+                if self._can_write_now(conn):
                     if not self._write(conn):
                         return False
-                elif not self._drop_oldest:
+                elif self._drop_oldest:
+                    self._drop_one(conn)
+                else:
+                    self.messages_dropped += 1  # this event: the client will not get it
                     self._overflow(conn)
                     return False
-                else:
-                    self._drop_one(conn)
             conn.events += 1
-        conn.queue.append((channel, frame))
+        queue.append((channel, frame))
         if not conn.dirty:
             conn.dirty = True
             self._dirty.append(conn)
@@ -387,6 +411,10 @@ class Hub:
                 self._flush_scheduled = True
                 asyncio.get_running_loop().call_soon(self._flush)
         return True
+
+    @staticmethod
+    def _can_write_now(conn: Connection) -> bool:
+        return not conn.blocked and conn.socket.writable()
 
     def _count_drop(self, conn: Connection, channel: str) -> None:
         conn.dropped[channel] = conn.dropped.get(channel, 0) + 1
@@ -414,11 +442,11 @@ class Hub:
     def send_control(
         self, conn: Connection, type: str, data: Any, *, channel: str | None = None
     ) -> None:
-        """Queue a control message (never counted against the buffer bound)."""
-        payload = encode_control(
-            type, data, timestamp=utc_timestamp(self._clock()), channel=channel
-        )
-        self._enqueue(conn, None, text_frame(payload), force=True)
+        """Queue a control message (bounded by buffer_size + CONTROL_MARGIN, not by events)."""
+        self._enqueue(conn, None, text_frame(self._control_payload(type, data, channel=channel)))
+
+    def _control_payload(self, type: str, data: Any, *, channel: str | None = None) -> bytes:
+        return encode_control(type, data, timestamp=utc_timestamp(self._clock()), channel=channel)
 
     # ----------------------------------------------------------------- writing
 
@@ -563,7 +591,8 @@ class Hub:
 
         recovered: dict[str, bool] = {}
         replays: dict[str, list[Event]] = {}
-        initials: dict[str, Any] = {}
+        #: channel -> the last event (initial: last) or the hook's encoded message.
+        initials: dict[str, Event | bytes] = {}
         failures: list[tuple[str, str]] = []
         try:
             for req in requests:
@@ -578,10 +607,14 @@ class Hub:
                 hook = hooks.get(channel)
                 if hook is not None:
                     try:
-                        initials[channel] = await hook()
+                        state = await hook()
+                        if state is not None:  # None: nothing to send
+                            initials[channel] = self._control_payload(
+                                "initial_state", state, channel=channel
+                            )
                     except Exception as e:
                         logger.exception("initial_state hook of channel %r failed", channel)
-                        failures.append((channel, f"{type(e).__name__}"))
+                        failures.append((channel, f"{type(e).__name__}: {e}"[:200]))
                 elif self.config.channels[channel].initial == "last":
                     last = await self.backplane.last(channel, w.match)
                     if last is not None:
@@ -614,14 +647,13 @@ class Hub:
         for req in requests:
             channel, w = req.channel, warmers[req.channel]
             pending = w.pending
-            if channel in initials:
-                initial = initials[channel]
-                if isinstance(initial, Event):
-                    # An event that arrived during set-up is newer: it is delivered instead.
-                    if not pending or initial.offset < pending[0].offset:
-                        self.send_control(conn, "initial_state", initial.data, channel=channel)
-                else:
-                    self.send_control(conn, "initial_state", initial, channel=channel)
+            initial = initials.get(channel)
+            if isinstance(initial, Event):
+                # An event that arrived during set-up is newer: it is delivered instead.
+                if not pending or initial.offset < pending[0].offset:
+                    self.send_control(conn, "initial_state", initial.data, channel=channel)
+            elif initial is not None:
+                self._enqueue(conn, None, text_frame(initial))
             events = replays.get(channel, [])
             if channel in replays:
                 cut = events[-1].offset if events else req.since.offset  # type: ignore[union-attr]

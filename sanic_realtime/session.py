@@ -92,9 +92,9 @@ class Session:
         await self.hub.subscribe(self.conn, requests, reply="subscribed", hooks=self.hooks)
 
     def _unsubscribe(self, message: Unsubscribe) -> None:
+        # Unknown names are an error even beside "all".
+        names = resolve_channels(self.hub.config, [c for c in message.channels if c != ALL])
         if ALL in message.channels:
             names = list(self.conn.channels)
-        else:
-            names = resolve_channels(self.hub.config, message.channels)
         removed = self.hub.unsubscribe(self.conn, names)
         self.hub.send_control(self.conn, "unsubscribed", {"channels": removed})

@@ -228,6 +228,11 @@ def test_expand_env_default_when_empty() -> None:
             "only applies to op: flag",
         ),
         (
+            "channels: {logs: {filters: {'a.b': {}}}}",
+            "realtime.channels.logs.filters.a.b",
+            "invalid filter name",
+        ),
+        (
             "channels: {logs: {filters: {types: {}}}}",
             "realtime.channels.logs.filters.types",
             "reserved",
@@ -291,8 +296,12 @@ def test_python_config_is_checked_like_yaml() -> None:
     assert info.value.path == "realtime.buffer_size"
 
 
-def test_not_yet_available_features_are_refused() -> None:
-    """JWT auth and the Redis backplane are refused at start-up, not silently ignored."""
+def test_not_yet_available_features_are_refused(tmp_path: Path) -> None:
+    """JWT auth and the Redis backplane are refused when the file is read, not ignored."""
+    e = error_of(tmp_path, "realtime:\n  auth: {mode: jwt}\n")
+    assert e.path == "realtime.auth.mode" and "not available" in e.message
+    e = error_of(tmp_path, "realtime:\n  backplane: redis://127.0.0.1:6379/0\n")
+    assert e.path == "realtime.backplane" and "not available" in e.message
     with pytest.raises(ConfigError) as info:
         Realtime(parse_config({"auth": {"mode": "jwt"}}))
     assert info.value.path == "realtime.auth.mode"

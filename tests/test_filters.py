@@ -86,9 +86,14 @@ def test_flag() -> None:
     assert not matches({"urgent": "1"}, {"urgent": 1})  # equals true means the boolean
 
 
-def test_flag_false_does_not_match_zero_as_bool() -> None:
-    """A flag compares booleans as booleans: 0 is not false."""
+def test_flag_compares_booleans_as_booleans() -> None:
+    """0 is not false, and a numeric `equals` is not matched by a boolean."""
     assert not matches({"only_errors": "true"}, {"success": 0})
+    numeric = {"code": FilterSpec(op="flag", equals=1)}
+    f = compile_filter("c", numeric, {"code": "true"})
+    assert f is not None
+    assert f.matches("t", {"code": 1})
+    assert not f.matches("t", {"code": True})
 
 
 def test_types_builtin() -> None:

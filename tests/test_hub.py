@@ -110,7 +110,8 @@ async def test_slow_client_disconnect_never_blocks_others() -> None:
     assert [r.recipients for r in results] == [2, 2, 2, 2, 1, 1, 1, 1, 1, 1]
     stats = hub.stats()
     assert stats["slow_disconnects"] == 1
-    assert stats["messages_dropped"] == 4  # the four events it had queued
+    # The four events it had queued, and the one that found its buffer full.
+    assert stats["messages_dropped"] == 5
     assert stats["total_clients"] == 1
 
 
@@ -367,3 +368,95 @@ async def test_drop_notice_goes_right_before_the_next_event() -> None:
     types = [m["type"] for m in socket.messages()]
     assert types == ["subscribed", "messages_dropped", "log", "pong", "log"]
     assert socket.messages()[1]["data"] == {"channel": "logs", "count": 2}
+
+
+async def test_control_replies_to_a_client_that_never_reads_are_bounded() -> None:
+    """A client that keeps asking (pings) but never reads is closed as slow (4008)."""
+    hub = make_hub(buffer_size=8)
+    conn, socket = await joined(hub, socket=FakeSocket(writable=False))
+    for _ in range(200):
+        hub.send_control(conn, "pong", {})
+    await settle()
+    assert socket.aborted_with is not None and socket.aborted_with[0] == 4008
+    assert len(conn.queue) == 0
+    assert hub.stats()["slow_disconnects"] == 1
+
+
+async def test_hook_returning_none_sends_nothing_and_unencodable_is_reported() -> None:
+    """A hook's None means no initial_state; a result that cannot be encoded is an
+    initial_state_failed error, and the subscription stays."""
+    hub = make_hub()
+
+    async def nothing() -> Any:
+        return None
+
+    async def unencodable() -> Any:
+        return {"x": object()}
+
+    conn = hub.register(FakeSocket())
+    await hub.subscribe(
+        conn,
+        [SubRequest("logs", None), SubRequest("stats", None)],
+        reply="subscribed",
+        hooks={"logs": nothing, "stats": unencodable},
+    )
+    await hub.publish("stats", "s", {"n": 1})
+    await settle()
+    socket = conn.socket
+    assert isinstance(socket, FakeSocket)
+    messages = socket.messages()
+    assert [m["type"] for m in messages] == ["subscribed", "error", "s"]
+    assert messages[1]["data"]["code"] == "initial_state_failed"
+    assert "'stats'" in messages[1]["data"]["message"]
+
+
+async def test_leaving_during_setup_counts_the_held_events_as_dropped() -> None:
+    """Events held for a subscription being set up are counted if the client leaves."""
+    hub = make_hub()
+    gate = asyncio.Event()
+
+    async def slow() -> Any:
+        await gate.wait()
+        return None
+
+    conn = hub.register(FakeSocket())
+    task = asyncio.create_task(
+        hub.subscribe(conn, [SubRequest("logs", None)], reply="subscribed", hooks={"logs": slow})
+    )
+    await settle()
+    for i in range(3):
+        assert (await hub.publish("logs", "log", {"i": i})).recipients == 1
+    hub.unregister(conn)
+    gate.set()
+    await task
+    assert hub.stats()["messages_dropped"] == 3
+
+
+async def test_uptime_counts_from_start() -> None:
+    """uptime_s is the time since the hub started, not since it was built."""
+    now = [100.0]
+    config = parse_config(BASE)
+    hub = Hub(
+        config,
+        MemoryBackplane({n: config.history for n in config.channels}),
+        monotonic=lambda: now[0],
+    )
+    now[0] = 500.0
+    await hub.start()
+    now[0] = 512.5
+    assert hub.stats()["uptime_s"] == 12.5
+    await hub.shutdown()
+
+
+async def test_publish_from_another_thread_is_refused() -> None:
+    """publish() on another thread's loop raises, naming the thread-safe way."""
+    hub = make_hub()
+    await hub.start()
+
+    def elsewhere() -> None:
+        asyncio.run(hub.publish("logs", "log", {}))
+
+    with pytest.raises(RuntimeError, match="run_coroutine_threadsafe"):
+        await asyncio.to_thread(elsewhere)
+    assert (await hub.publish("logs", "log", {})).id == "ep:1"  # no id was used up
+    await hub.shutdown()

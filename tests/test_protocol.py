@@ -150,6 +150,7 @@ async def test_bad_frames_get_errors_and_the_connection_stays_open(serve: Any) -
         (b"\x00\x01", "binary_not_supported", "binary"),
         ('{"type": "subscribe", "channels": ["nope"]}', "unknown_channel", "'nope'"),
         ('{"type": "unsubscribe", "channels": ["nope"]}', "unknown_channel", "'nope'"),
+        ('{"type": "unsubscribe", "channels": ["all", "nope"]}', "unknown_channel", "'nope'"),
         (
             '{"type": "subscribe", "channels": ["logs"], "filter": {"colour": "red"}}',
             "unknown_filter",

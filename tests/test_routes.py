@@ -36,6 +36,7 @@ async def refused(server: Any, path: str, **kwargs: Any) -> tuple[int, dict[str,
         ("/ws?level=warn", 400, "unknown_filter", "needs ?channels="),
         ("/ws?channels=logs,stats&since=ab:1", 400, "bad_since", "since.<channel>"),
         ("/ws?channels=logs&since.stats=ab:1", 400, "bad_since", "not subscribed"),
+        ("/ws?channels=logs&since=ab:1&since.logs=ab:2", 400, "bad_since", "not both"),
     ],
 )
 async def test_refusals_before_upgrade(
@@ -129,6 +130,7 @@ async def test_admin_broadcast_reaches_subscribers(serve: Any) -> None:
         (b'{"channel": "logs", "type": 5}', 400, "invalid_body", "$.type"),
         (b'{"channel": "logs", "type": "x", "extra": 1}', 400, "invalid_body", "extra"),
         (b'{"channel": "logs", "type": "x", "target": {"team": 1}}', 400, "invalid_body", "team"),
+        (b'{"channel": "logs", "type": ""}', 400, "invalid_body", "length >= 1"),
         (b'{"channel": "nope", "type": "x"}', 404, "unknown_channel", "'nope'"),
     ],
 )
