@@ -365,6 +365,7 @@ class Hub:
                     continue
                 if len(w.pending) >= self._buffer_size:
                     if not self._drop_oldest:
+                        self.messages_dropped += 1  # this event
                         self._overflow(w.conn)
                         continue
                     w.pending.pop(0)
@@ -387,7 +388,7 @@ class Hub:
             if len(queue) >= self._buffer_size + conn.allowance + CONTROL_MARGIN and not (
                 self._can_write_now(conn) and self._write(conn)
             ):
-                self._overflow(conn)
+                self._overflow(conn, "slow consumer: too many unread replies")
                 return False
         else:
             if not force and conn.events >= self._buffer_size + conn.allowance:
@@ -430,13 +431,14 @@ class Hub:
                 self._count_drop(conn, channel)
                 return
 
-    def _overflow(self, conn: Connection) -> None:
-        """disconnect: the buffer is full. Close with 4008, outside the fan-out loop."""
+    def _overflow(self, conn: Connection, reason: str = "") -> None:
+        """The buffer is full and the client is not reading: close with 4008, outside the
+        fan-out loop."""
         if conn.closing:
             return
         conn.closing = True
         self.slow_disconnects += 1
-        reason = f"slow consumer: {self._buffer_size} messages buffered"
+        reason = reason or f"slow consumer: buffer of {self._buffer_size} events full"
         asyncio.get_running_loop().call_soon(self.abort, conn, CLOSE_SLOW_CONSUMER, reason)
 
     def send_control(
@@ -619,17 +621,16 @@ class Hub:
                     last = await self.backplane.last(channel, w.match)
                     if last is not None:
                         initials[channel] = last
-        except BaseException:
-            for req in requests:
-                self._stop_warming(conn, req.channel)
-                conn.channels.pop(req.channel, None)
+        except BaseException:  # the client left (cancelled) or a backplane failed
+            self._abandon(conn, requests)
             raise
 
         # Commit: synchronous from here, so no event can slip between the parts.
+        if conn.closing:
+            self._abandon(conn, requests)
+            return
         for req in requests:
             self._stop_warming(conn, req.channel)
-        if conn.closing:
-            return
         data = dict(reply_data or {})
         data["channels"] = [req.channel for req in requests]
         if recovered:
@@ -664,6 +665,15 @@ class Hub:
             for event in events:
                 self._enqueue(conn, channel, text_frame(event.payload), force=True)
             self._rooms.add(conn, channel, req.filter)
+
+    def _abandon(self, conn: Connection, requests: Sequence[SubRequest]) -> None:
+        """Drop subscriptions that were being set up; the events held for them count as
+        dropped."""
+        for req in requests:
+            warming = self._stop_warming(conn, req.channel)
+            if warming is not None:
+                self.messages_dropped += len(warming.pending)
+            conn.channels.pop(req.channel, None)
 
     def unsubscribe(self, conn: Connection, channels: Sequence[str]) -> list[str]:
         """Leave ``channels``; returns those that were subscribed."""
@@ -723,7 +733,7 @@ class Hub:
             "messages_sent": self.messages_sent,
             "messages_dropped": self.messages_dropped,
             "slow_disconnects": self.slow_disconnects,
-            "uptime_s": round(self._monotonic() - self.started_at, 3),
+            "uptime_s": round(self._monotonic() - self.started_at, 3) if self.started else 0.0,
         }
 
 

@@ -460,3 +460,50 @@ async def test_publish_from_another_thread_is_refused() -> None:
         await asyncio.to_thread(elsewhere)
     assert (await hub.publish("logs", "log", {})).id == "ep:1"  # no id was used up
     await hub.shutdown()
+
+
+async def test_client_leaving_during_setup_counts_held_events() -> None:
+    """If the client goes away while its subscription is being set up (the handler is
+    cancelled), the events held for it are counted as dropped."""
+    hub = make_hub()
+    gate = asyncio.Event()
+
+    async def slow() -> Any:
+        await gate.wait()
+
+    conn = hub.register(FakeSocket())
+    task = asyncio.create_task(
+        hub.subscribe(conn, [SubRequest("logs", None)], reply="subscribed", hooks={"logs": slow})
+    )
+    await settle()
+    for i in range(2):
+        await hub.publish("logs", "log", {"i": i})
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert hub.stats()["messages_dropped"] == 2
+    assert hub._warming == {}
+    assert conn.channels == {}
+
+
+async def test_overflow_during_setup_counts_the_event() -> None:
+    """disconnect policy: the held event that finds the set-up buffer full is counted."""
+    hub = make_hub(buffer_size=2)
+    gate = asyncio.Event()
+
+    async def slow() -> Any:
+        await gate.wait()
+
+    conn = hub.register(FakeSocket())
+    task = asyncio.create_task(
+        hub.subscribe(conn, [SubRequest("logs", None)], reply="subscribed", hooks={"logs": slow})
+    )
+    await settle()
+    for i in range(3):
+        await hub.publish("logs", "log", {"i": i})
+    await settle()
+    gate.set()
+    await task
+    stats = hub.stats()
+    assert stats["slow_disconnects"] == 1
+    assert stats["messages_dropped"] == 3  # one refused, two held and discarded
