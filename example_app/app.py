@@ -1,6 +1,6 @@
 """The demo: an "ops console" Sanic app pushing logs, stats, alerts and requests live.
 
-    python -m example_app            # then: python -m websockets ws://127.0.0.1:8000/ws/logs?level=warn
+python -m example_app            # then: python -m websockets ws://127.0.0.1:8000/ws/logs?level=warn
 """
 
 from __future__ import annotations
@@ -50,8 +50,15 @@ def create_app(
         """Publish a log posted by a service (what a real app's ingest route does)."""
         body = request.json
         if not isinstance(body, dict) or not isinstance(body.get("level"), str):
-            return json({"error": {"code": "invalid_body",
-                                   "message": "expected a JSON object with a 'level'"}}, 400)
+            return json(
+                {
+                    "error": {
+                        "code": "invalid_body",
+                        "message": "expected a JSON object with a 'level'",
+                    }
+                },
+                400,
+            )
         result = await realtime.publish("logs", "log_update", body)
         return json({"id": result.id, "recipients": result.recipients})
 

@@ -79,8 +79,11 @@ async def run(realtime: Realtime, *, speed: float = 1.0, seed: int | None = None
                 await realtime.publish(
                     "alerts",
                     "system_alert",
-                    {"alertType": log["component"], "message": log["message"],
-                     "severity": severity},
+                    {
+                        "alertType": log["component"],
+                        "message": log["message"],
+                        "severity": severity,
+                    },
                 )
         if n % 3 == 0:
             await realtime.publish("requests", "request", request_event(rng))
