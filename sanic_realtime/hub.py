@@ -395,7 +395,8 @@ class Hub:
                 # Full. If the transport can take it, this is a burst, not a slow client:
                 # write the queue now. Otherwise the slow_client policy decides.
                 if self._can_write_now(conn):
-                    if not self._write(conn):
+                    if not self._write(conn):  # the connection turned out to be gone
+                        self.messages_dropped += 1
                         return False
                 elif self._drop_oldest:
                     self._drop_one(conn)
@@ -483,6 +484,7 @@ class Hub:
                 # The loss is reported right before the next event the client gets.
                 parts.extend(self._drop_notices(conn))
             parts.append(frame)
+        events = conn.events
         conn.queue.clear()
         conn.events = 0
         conn.allowance = 0
@@ -490,6 +492,7 @@ class Hub:
             socket.write(b"".join(parts))
         except Exception:
             logger.exception("writing to %s failed; closing it", conn)
+            self.messages_dropped += events
             conn.closing = True
             asyncio.get_running_loop().call_soon(
                 self.abort, conn, CLOSE_SERVER_ERROR, "write failed"

@@ -146,6 +146,7 @@ async def test_a_failing_socket_does_not_stop_fan_out() -> None:
     assert broken.aborted_with is not None and broken.aborted_with[0] == 1011
     assert broken_conn.id not in hub.connections
     assert [e["data"]["i"] for e in ok.events()] == [0, 1, 2]
+    assert hub.stats()["messages_dropped"] == 3  # the batch that could not be written
 
 
 async def test_targeted_events() -> None:
