@@ -18,6 +18,9 @@ import msgspec
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 
+# A runtime import: sanic-ext (dependency injection, OpenAPI) evaluates handler type hints.
+from sanic.server.websockets.impl import WebsocketImplProtocol
+
 from .config import RealtimeConfig
 from .exceptions import (
     BadSince,
@@ -34,8 +37,6 @@ from .subscriptions import SubRequest, plan_subscription
 from .transport import SanicSocket
 
 if TYPE_CHECKING:
-    from sanic.server.websockets.impl import WebsocketImplProtocol
-
     from .extension import Realtime
 
 __all__ = ["build_blueprint"]

@@ -99,9 +99,15 @@ async def serve() -> AsyncIterator[Callable[..., Awaitable[LiveServer]]]:
     """``server = await serve(realtime)``: start an app with the realtime blueprint."""
     started: list[LiveServer] = []
 
-    async def start(realtime: Realtime, setup: Callable[[Sanic], None] | None = None) -> LiveServer:
+    async def start(
+        realtime: Realtime,
+        setup: Callable[[Sanic], None] | None = None,
+        *,
+        auto_extend: bool = False,
+    ) -> LiveServer:
         app = Sanic(f"rt_test_{next(_names)}")
-        app.config.AUTO_EXTEND = False
+        # Off by default for speed; the sanic-ext test turns it on as users have it.
+        app.config.AUTO_EXTEND = auto_extend
         app.blueprint(realtime.blueprint)
         if setup is not None:
             setup(app)

@@ -217,3 +217,18 @@ async def test_custom_paths(serve: Any) -> None:
     assert (await server.http.get("/ops/stats")).status_code == 200
     assert (await server.http.get("/live/health")).status_code == 200
     assert (await server.http.get("/admin/ws/stats")).status_code == 404
+
+
+async def test_works_in_an_app_extended_by_sanic_ext(serve: Any) -> None:
+    """With sanic-ext installed, apps are auto-extended (injection, OpenAPI): the server
+    starts, the routes work, and the spec lists them."""
+    server = await serve(make_realtime(), auto_extend=True)
+    assert hasattr(server.app, "ext")
+    async with server.connect("/ws/logs?level=error") as ws:
+        assert (await recv_json(ws))["type"] == "connection_established"
+        await server.realtime.publish("logs", "log", {"level": "error"})
+        assert (await recv_json(ws))["type"] == "log"
+    status, error = await refused(server, "/ws/nope")
+    assert (status, error["code"]) == (404, "unknown_channel")
+    spec = (await server.http.get("/docs/openapi.json")).json()
+    assert {"/ws/{channel}", "/ws", "/ws/health", "/admin/ws/broadcast"} <= set(spec["paths"])
