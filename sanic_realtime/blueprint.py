@@ -33,7 +33,7 @@ from .exceptions import (
 from .filters import FilterParam
 from .hub import CLOSE_SERVER_ERROR
 from .session import Session
-from .subscriptions import SubRequest, plan_subscription
+from .subscriptions import SubRequest, plan_subscription, resolve_channels
 from .transport import SanicSocket
 
 if TYPE_CHECKING:
@@ -113,20 +113,14 @@ def general_plan(config: RealtimeConfig, query: Mapping[str, str]) -> list[SubRe
         if since or bare_since is not None:
             raise BadSince("since", "since needs ?channels= on the general endpoint")
         return []
-    plan = plan_subscription(config, channels, params, since, since_names=names)
     if bare_since is not None:
-        if len(plan) != 1:
+        resolved = resolve_channels(config, channels)
+        if len(resolved) != 1:
             raise BadSince("since", "with several channels, write since.<channel>=<id>")
         if since:
             raise BadSince("since", "give since or since.<channel>, not both")
-        plan = plan_subscription(
-            config,
-            channels,
-            params,
-            {plan[0].channel: bare_since},
-            since_names={plan[0].channel: "since"},
-        )
-    return plan
+        since, names = {resolved[0]: bare_since}, {resolved[0]: "since"}
+    return plan_subscription(config, channels, params, since, since_names=names)
 
 
 def check_origin(config: RealtimeConfig, origin: str | None) -> None:

@@ -209,7 +209,7 @@ class Hub:
         self._ticker: asyncio.Task[None] | None = None
         self.started = False
         self.closing = False
-        self.started_at = monotonic()
+        self.started_at = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self.messages_sent = 0
         self.messages_dropped = 0
@@ -292,9 +292,7 @@ class Hub:
             return
         for channel in conn.channels:
             self._rooms.remove(conn, channel)
-            warming = self._stop_warming(conn, channel)
-            if warming is not None:
-                self.messages_dropped += len(warming.pending)
+            self._discard_warming(conn, channel)
         conn.channels.clear()
         if conn.queue:
             self.messages_dropped += conn.events
@@ -669,13 +667,16 @@ class Hub:
                 self._enqueue(conn, channel, text_frame(event.payload), force=True)
             self._rooms.add(conn, channel, req.filter)
 
+    def _discard_warming(self, conn: Connection, channel: str) -> None:
+        """Stop setting up ``channel`` for ``conn``; the events held for it are lost."""
+        warming = self._stop_warming(conn, channel)
+        if warming is not None:
+            self.messages_dropped += len(warming.pending)
+
     def _abandon(self, conn: Connection, requests: Sequence[SubRequest]) -> None:
-        """Drop subscriptions that were being set up; the events held for them count as
-        dropped."""
+        """Drop subscriptions that were being set up."""
         for req in requests:
-            warming = self._stop_warming(conn, req.channel)
-            if warming is not None:
-                self.messages_dropped += len(warming.pending)
+            self._discard_warming(conn, req.channel)
             conn.channels.pop(req.channel, None)
 
     def unsubscribe(self, conn: Connection, channels: Sequence[str]) -> list[str]:

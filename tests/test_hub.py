@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,10 +21,32 @@ from .conftest import BASE
 from .fakes import FakeSocket
 
 
-def make_hub(**overrides: Any) -> Hub:
+def make_hub(*, monotonic: Callable[[], float] = time.monotonic, **overrides: Any) -> Hub:
     config = parse_config({**BASE, **overrides})
     histories = {name: config.history_for(name) for name in config.channels}
-    return Hub(config, MemoryBackplane(histories, epoch="ep"))
+    return Hub(config, MemoryBackplane(histories, epoch="ep"), monotonic=monotonic)
+
+
+async def slow_subscription(
+    hub: Hub, since: EventId | None = None, state: Any = None
+) -> tuple[Connection, FakeSocket, asyncio.Event, asyncio.Task[None]]:
+    """Start subscribing a new connection to logs, with an initial_state hook that waits
+    for the returned gate (and then returns ``state``)."""
+    gate = asyncio.Event()
+
+    async def slow_hook() -> Any:
+        await gate.wait()
+        return state
+
+    socket = FakeSocket()
+    conn = hub.register(socket)
+    task = asyncio.create_task(
+        hub.subscribe(
+            conn, [SubRequest("logs", None, since)], reply="subscribed", hooks={"logs": slow_hook}
+        )
+    )
+    await settle()
+    return conn, socket, gate, task
 
 
 async def joined(
@@ -173,24 +197,7 @@ async def test_resume_during_slow_setup_has_no_gap_and_no_duplicate() -> None:
     hub = make_hub()
     for i in range(5):
         await hub.publish("logs", "log", {"i": i})  # ep:1..ep:5
-    gate = asyncio.Event()
-
-    async def slow_hook() -> Any:
-        await gate.wait()
-        return {"snapshot": True}
-
-    conn = hub.register(FakeSocket())
-    socket = conn.socket
-    assert isinstance(socket, FakeSocket)
-    task = asyncio.create_task(
-        hub.subscribe(
-            conn,
-            [SubRequest("logs", None, EventId("ep", 2))],
-            reply="subscribed",
-            hooks={"logs": slow_hook},
-        )
-    )
-    await settle()
+    _, socket, gate, task = await slow_subscription(hub, EventId("ep", 2), {"snapshot": True})
     for i in range(5, 8):
         await hub.publish("logs", "log", {"i": i})  # arrive during set-up
     gate.set()
@@ -285,12 +292,7 @@ async def test_reservations_bound_connections() -> None:
 async def test_expired_reservations_are_released() -> None:
     """A reservation whose upgrade never happened stops counting after its deadline."""
     now = [0.0]
-    config = parse_config({**BASE, "max_clients": 1})
-    hub = Hub(
-        config,
-        MemoryBackplane({n: config.history for n in config.channels}),
-        monotonic=lambda: now[0],
-    )
+    hub = make_hub(monotonic=lambda: now[0], max_clients=1)
     hub.reserve()
     with pytest.raises(ServerUnavailable):
         hub.reserve()
@@ -302,12 +304,7 @@ async def test_heartbeat_pings_and_timeout() -> None:
     """Pings go out every heartbeat_interval; a pong counts as traffic; silence past
     client_timeout closes with 1011."""
     now = [0.0]
-    config = parse_config({**BASE, "heartbeat_interval": "10s", "client_timeout": "25s"})
-    hub = Hub(
-        config,
-        MemoryBackplane({n: config.history for n in config.channels}),
-        monotonic=lambda: now[0],
-    )
+    hub = make_hub(monotonic=lambda: now[0], heartbeat_interval="10s", client_timeout="25s")
     quiet = FakeSocket()
     lively = FakeSocket()
     quiet_conn = hub.register(quiet)
@@ -414,17 +411,7 @@ async def test_hook_returning_none_sends_nothing_and_unencodable_is_reported() -
 async def test_leaving_during_setup_counts_the_held_events_as_dropped() -> None:
     """Events held for a subscription being set up are counted if the client leaves."""
     hub = make_hub()
-    gate = asyncio.Event()
-
-    async def slow() -> Any:
-        await gate.wait()
-        return None
-
-    conn = hub.register(FakeSocket())
-    task = asyncio.create_task(
-        hub.subscribe(conn, [SubRequest("logs", None)], reply="subscribed", hooks={"logs": slow})
-    )
-    await settle()
+    conn, _, gate, task = await slow_subscription(hub)
     for i in range(3):
         assert (await hub.publish("logs", "log", {"i": i})).recipients == 1
     hub.unregister(conn)
@@ -436,12 +423,7 @@ async def test_leaving_during_setup_counts_the_held_events_as_dropped() -> None:
 async def test_uptime_counts_from_start() -> None:
     """uptime_s is the time since the hub started, not since it was built."""
     now = [100.0]
-    config = parse_config(BASE)
-    hub = Hub(
-        config,
-        MemoryBackplane({n: config.history for n in config.channels}),
-        monotonic=lambda: now[0],
-    )
+    hub = make_hub(monotonic=lambda: now[0])
     now[0] = 500.0
     await hub.start()
     now[0] = 512.5
@@ -467,16 +449,7 @@ async def test_client_leaving_during_setup_counts_held_events() -> None:
     """If the client goes away while its subscription is being set up (the handler is
     cancelled), the events held for it are counted as dropped."""
     hub = make_hub()
-    gate = asyncio.Event()
-
-    async def slow() -> Any:
-        await gate.wait()
-
-    conn = hub.register(FakeSocket())
-    task = asyncio.create_task(
-        hub.subscribe(conn, [SubRequest("logs", None)], reply="subscribed", hooks={"logs": slow})
-    )
-    await settle()
+    conn, _, _, task = await slow_subscription(hub)
     for i in range(2):
         await hub.publish("logs", "log", {"i": i})
     task.cancel()
@@ -490,16 +463,7 @@ async def test_client_leaving_during_setup_counts_held_events() -> None:
 async def test_overflow_during_setup_counts_the_event() -> None:
     """disconnect policy: the held event that finds the set-up buffer full is counted."""
     hub = make_hub(buffer_size=2)
-    gate = asyncio.Event()
-
-    async def slow() -> Any:
-        await gate.wait()
-
-    conn = hub.register(FakeSocket())
-    task = asyncio.create_task(
-        hub.subscribe(conn, [SubRequest("logs", None)], reply="subscribed", hooks={"logs": slow})
-    )
-    await settle()
+    _, _, gate, task = await slow_subscription(hub)
     for i in range(3):
         await hub.publish("logs", "log", {"i": i})
     await settle()
