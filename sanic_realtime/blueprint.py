@@ -8,11 +8,11 @@ handshake, which is too late to answer with a status.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
-from collections.abc import Mapping
+import math
+from collections.abc import Iterator, Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import msgspec
 from sanic import Blueprint, Request
@@ -21,19 +21,27 @@ from sanic.response import HTTPResponse
 # A runtime import: sanic-ext (dependency injection, OpenAPI) evaluates handler type hints.
 from sanic.server.websockets.impl import WebsocketImplProtocol
 
+from . import redact
+from .auth import BEARER_SUBPROTOCOL, parse_subprotocols
 from .config import RealtimeConfig
+from .events import utc_timestamp
 from .exceptions import (
     BadSince,
     ClientError,
     ConfigError,
-    OriginNotAllowed,
+    TooManyRequests,
     Unauthorized,
     UnknownFilter,
 )
 from .filters import FilterParam
 from .hub import CLOSE_SERVER_ERROR
 from .session import Session
-from .subscriptions import SubRequest, plan_subscription, resolve_channels
+from .subscriptions import (
+    SubRequest,
+    check_subscription_limit,
+    plan_subscription,
+    resolve_channels,
+)
 from .transport import SanicSocket
 
 if TYPE_CHECKING:
@@ -62,8 +70,39 @@ def json_response(
 def error_response(error: ClientError) -> HTTPResponse:
     headers = {}
     if isinstance(error, Unauthorized):
-        headers["WWW-Authenticate"] = 'Bearer realm="sanic-realtime"'
+        # RFC 6750 section 3: no error attribute when no credentials were sent.
+        challenge = 'Bearer realm="sanic-realtime"'
+        if error.code in ("invalid_token", "token_expired", "invalid_ticket"):
+            challenge += ', error="invalid_token"'
+        headers["WWW-Authenticate"] = challenge
+    elif isinstance(error, TooManyRequests) and error.retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
     return json_response({"error": error.to_dict()}, error.status, headers)
+
+
+def client_ip(request: Request) -> str:
+    """The proxy-aware address when Sanic is told about proxies (``REAL_IP_HEADER``,
+    ``PROXIES_COUNT``, ``FORWARDED_SECRET``), else the peer's."""
+    return str(request.remote_addr or request.ip)
+
+
+class _BearerIfOffered:
+    """The subprotocols a WebSocket route supports, decided per request.
+
+    A browser sends its token as ``new WebSocket(url, ["bearer", token])``, and fails the
+    connection unless the server selects one of the offered subprotocols. Declaring
+    ``["bearer"]`` statically would make websockets refuse every client that offers none
+    (HTTP 400), so Sanic's handshake, which iterates this object, sees ``bearer`` only
+    when the current request offers it. The token itself is never selected or echoed.
+    """
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            request = Request.get_current()
+        except Exception:  # no request context: offer nothing
+            return iter(())
+        offered = parse_subprotocols(request.headers.getall("sec-websocket-protocol", []))
+        return iter((BEARER_SUBPROTOCOL,) if BEARER_SUBPROTOCOL in offered else ())
 
 
 # --------------------------------------------------------------------------- query -> plan
@@ -76,7 +115,10 @@ def _query(request: Request) -> dict[str, str]:
 
 
 def channel_plan(
-    config: RealtimeConfig, channel: str, query: Mapping[str, str]
+    config: RealtimeConfig,
+    channel: str,
+    query: Mapping[str, str],
+    roles: tuple[str, ...] | None = None,
 ) -> list[SubRequest]:
     """``GET {prefix}/{channel}?level=warn&types=a,b&since=<id>``."""
     params: dict[str, FilterParam] = {}
@@ -86,10 +128,14 @@ def channel_plan(
             since[channel] = value
         elif key not in _AUTH_PARAMS:
             params[key] = value
-    return plan_subscription(config, [channel], params, since, since_names={channel: "since"})
+    return plan_subscription(
+        config, [channel], params, since, since_names={channel: "since"}, roles=roles
+    )
 
 
-def general_plan(config: RealtimeConfig, query: Mapping[str, str]) -> list[SubRequest]:
+def general_plan(
+    config: RealtimeConfig, query: Mapping[str, str], roles: tuple[str, ...] | None = None
+) -> list[SubRequest]:
     """``GET {prefix}?channels=a,b&level=warn&since.a=<id>``; no channels: subscribe later."""
     channels: list[str] = []
     params: dict[str, FilterParam] = {}
@@ -114,21 +160,13 @@ def general_plan(config: RealtimeConfig, query: Mapping[str, str]) -> list[SubRe
             raise BadSince("since", "since needs ?channels= on the general endpoint")
         return []
     if bare_since is not None:
-        resolved = resolve_channels(config, channels)
+        resolved = resolve_channels(config, channels, roles)
         if len(resolved) != 1:
             raise BadSince("since", "with several channels, write since.<channel>=<id>")
         if since:
             raise BadSince("since", "give since or since.<channel>, not both")
         since, names = {resolved[0]: bare_since}, {resolved[0]: "since"}
-    return plan_subscription(config, channels, params, since, since_names=names)
-
-
-def check_origin(config: RealtimeConfig, origin: str | None) -> None:
-    """No Origin header (not a browser): allowed. A browser's origin must be listed."""
-    allowed = config.allowed_origins
-    if origin is None or "*" in allowed or origin in allowed:
-        return
-    raise OriginNotAllowed(f"origin {origin!r} is not allowed")
+    return plan_subscription(config, channels, params, since, since_names=names, roles=roles)
 
 
 class _Target(msgspec.Struct, forbid_unknown_fields=True):
@@ -149,8 +187,11 @@ class _Broadcast(msgspec.Struct, forbid_unknown_fields=True):
 def build_blueprint(realtime: Realtime) -> Blueprint:
     config = realtime.config
     hub = realtime.hub
+    guard = realtime.guard
     prefix = config.url_prefix
     bp = Blueprint("sanic_realtime")
+    redact.install()  # tokens in URLs must not reach Sanic's access log
+    subprotocols = cast(Any, _BearerIfOffered())
 
     @bp.on_request
     async def refuse_before_upgrade(request: Request) -> HTTPResponse | None:
@@ -159,31 +200,52 @@ def build_blueprint(realtime: Realtime) -> Blueprint:
         if kind is None:
             return None
         try:
-            check_origin(config, request.headers.get("origin"))
+            guard.check_rate(client_ip(request))
+            guard.check_origin(request.headers.get("origin"))
             query = _query(request)
+            identity = await guard.authenticate(
+                request.headers.get("authorization"),
+                parse_subprotocols(request.headers.getall("sec-websocket-protocol", [])),
+                query,
+            )
+            roles = identity.roles if guard.auth_enabled and identity is not None else None
             if kind == "channel":
-                plan = channel_plan(config, request.match_info["channel"], query)
+                plan = channel_plan(config, request.match_info["channel"], query, roles)
             else:
-                plan = general_plan(config, query)
+                plan = general_plan(config, query, roles)
+            check_subscription_limit(config, len(plan))
             if request.headers.get("upgrade", "").lower() != "websocket":
                 raise ClientError(
                     "this route speaks WebSocket only: send an Upgrade request",
                     code="upgrade_required",
                     status=426,
                 )
-            reservation = hub.reserve()
+            reservation = hub.reserve(identity.user_id if identity is not None else None)
         except ClientError as e:
             return error_response(e)
         request.ctx.realtime_plan = plan
         request.ctx.realtime_reservation = reservation
+        request.ctx.realtime_identity = identity
         return None
 
     async def serve(request: Request, ws: WebsocketImplProtocol) -> None:
         socket = SanicSocket(ws, config.max_message_size)
-        conn = hub.register(socket, request.ctx.realtime_reservation)
+        identity = request.ctx.realtime_identity
+        conn = hub.register(socket, request.ctx.realtime_reservation, identity)
         hooks = {ch: partial(hook, request) for ch, hook in realtime.initial_state_hooks.items()}
-        session = Session(hub, conn, socket.recv, hooks)
-        info = {"status": "connected", "client_id": conn.id, "user_id": None, "role": None}
+        session = Session(hub, conn, socket.recv, hooks, verifier=guard.verifier)
+        info = {
+            "status": "connected",
+            "client_id": conn.id,
+            "user_id": conn.user_id,
+            "role": conn.role,
+            "roles": list(identity.roles) if identity is not None else [],
+            "expires_at": (
+                utc_timestamp(identity.expires_at)
+                if identity is not None and identity.expires_at is not None
+                else None
+            ),
+        }
         try:
             await session.run(request.ctx.realtime_plan, info)
         except asyncio.CancelledError:
@@ -195,11 +257,16 @@ def build_blueprint(realtime: Realtime) -> Blueprint:
         finally:
             hub.unregister(conn)
 
-    @bp.websocket(f"{prefix}/<channel:str>", name="channel", ctx_realtime="channel")
+    @bp.websocket(
+        f"{prefix}/<channel:str>",
+        name="channel",
+        subprotocols=subprotocols,
+        ctx_realtime="channel",
+    )
     async def channel_route(request: Request, ws: WebsocketImplProtocol, channel: str) -> None:
         await serve(request, ws)
 
-    @bp.websocket(prefix, name="general", ctx_realtime="general")
+    @bp.websocket(prefix, name="general", subprotocols=subprotocols, ctx_realtime="general")
     async def general_route(request: Request, ws: WebsocketImplProtocol) -> None:
         await serve(request, ws)
 
@@ -217,14 +284,21 @@ def build_blueprint(realtime: Realtime) -> Blueprint:
         return json_response(body, 200 if ok else 503)
 
     def check_admin(request: Request) -> None:
-        token = config.admin.token
-        if not token:
-            return  # open: docs say to keep admin routes off public networks
-        scheme, _, given = (request.headers.get("authorization") or "").partition(" ")
-        if scheme.lower() != "bearer" or not given:
-            raise Unauthorized("admin routes need 'Authorization: Bearer <admin token>'")
-        if not hmac.compare_digest(given.strip().encode(), token.encode()):
-            raise Unauthorized("invalid admin token")
+        # Open when auth is off and no admin.token is set: the docs say to keep the admin
+        # routes off public networks then.
+        guard.check_admin(request.headers.get("authorization"))
+
+    @bp.post(f"{prefix}/ticket", name="ticket")
+    async def ticket(request: Request) -> HTTPResponse:
+        try:
+            guard.check_rate(client_ip(request))
+            guard.check_origin(request.headers.get("origin"))
+            value, ttl = await guard.issue_ticket(request.headers.get("authorization"))
+        except ClientError as e:
+            return error_response(e)
+        return json_response(
+            {"ticket": value, "expires_in": round(ttl, 3)}, headers={"Cache-Control": "no-store"}
+        )
 
     @bp.post(config.admin.broadcast_path, name="admin_broadcast")
     async def broadcast(request: Request) -> HTTPResponse:

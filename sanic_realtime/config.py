@@ -25,6 +25,7 @@ __all__ = [
     "AdminConfig",
     "AuthConfig",
     "ChannelConfig",
+    "ConnectRateLimit",
     "Duration",
     "FilterSpec",
     "HistoryConfig",
@@ -46,6 +47,8 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _FILTER_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+# An origin, or a pattern whose first host label is ``*`` (one or more labels).
+_ORIGIN_RE = re.compile(r"^[a-z][a-z0-9+.-]*://(\*\.)?[A-Za-z0-9_.-]+(:\d+)?$")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _AT_PATH_RE = re.compile(r"^(?P<msg>.*) - at `\$(?P<path>.*)`$", re.DOTALL)
 
@@ -108,13 +111,33 @@ class HistoryConfig(_Strict):
 
 
 class AuthConfig(_Strict):
+    """How WebSocket clients and admin callers prove who they are (``mode: jwt``).
+
+    Keys: ``jwt_secret`` for HS256/384/512; for RS*/PS*/ES*/EdDSA one of ``public_key``
+    (PEM text, usually ``${VAR}``), ``public_key_file`` (a PEM file) or ``jwks_file``
+    (a JSON Web Key Set; the token's ``kid`` picks the key).
+    """
+
     mode: Literal["none", "jwt"] = "none"
     #: Secrets usually come from ``${VAR:-}``, which leaves YAML a null when unset.
     jwt_secret: str | None = None
+    public_key: str | None = None
+    public_key_file: str | None = None
+    jwks_file: str | None = None
     algorithms: list[str] = msgspec.field(default_factory=lambda: ["HS256"])
+    #: Checked when set: the token's ``aud`` must name one of these.
+    audience: str | list[str] | None = None
+    #: Checked when set: the token's ``iss`` must equal it.
+    issuer: str | None = None
     user_claim: str = "sub"
+    #: A string (one role) or a list of strings (several) in the token.
     role_claim: str = "role"
+    #: Tokens without ``exp`` are refused (a token must not be valid forever).
+    require_exp: bool = True
+    #: Allowed clock skew, also added to ``exp`` before a live connection is closed.
     leeway: Duration = Duration(0.0)
+    #: Lifetime of a one-time ticket minted by ``POST {url_prefix}/ticket``.
+    ticket_ttl: Duration = Duration(30.0)
 
 
 class AdminConfig(_Strict):
@@ -124,6 +147,14 @@ class AdminConfig(_Strict):
     #: A static bearer token for the admin routes; read it from the environment (``${...}``).
     #: Unset, null or empty: no token (the admin routes are open when auth is off).
     token: str | None = None
+
+
+class ConnectRateLimit(_Strict):
+    """At most ``connections`` WebSocket handshakes (and tickets) per ``per`` seconds per
+    client IP (``request.remote_addr`` when a proxy is configured in Sanic, else the peer)."""
+
+    connections: PositiveInt = 20
+    per: Duration = Duration(10.0)
 
 
 class FilterSpec(_Strict):
@@ -160,6 +191,12 @@ class RealtimeConfig(_Strict):
     heartbeat_interval: Duration = Duration(30.0)
     client_timeout: Duration = Duration(90.0)
     client_rate_limit: RateLimit = msgspec.field(default_factory=RateLimit)
+    #: Handshakes per client IP; over it: HTTP 429 with Retry-After. Null: no limit.
+    connect_rate_limit: ConnectRateLimit | None = None
+    #: Channels one connection may be subscribed to at once. Null: no limit.
+    max_subscriptions: PositiveInt | None = None
+    #: Open connections per authenticated user (all tabs, all devices). Null: no limit.
+    max_connections_per_user: PositiveInt | None = None
     allowed_origins: list[str] = msgspec.field(default_factory=lambda: ["*"])
     backplane: str = "memory"
     history: HistoryConfig = msgspec.field(default_factory=HistoryConfig)
@@ -321,9 +358,10 @@ def check_config(config: RealtimeConfig, path: str = "realtime") -> None:
             "must not be empty: write ['*'] to allow every origin", f"{path}.allowed_origins"
         )
     for i, origin in enumerate(config.allowed_origins):
-        if origin != "*" and not re.match(r"^[a-z][a-z0-9+.-]*://[^/\s]+$", origin):
+        if origin != "*" and not _ORIGIN_RE.match(origin):
             raise ConfigError(
-                f"not an origin (scheme://host[:port]): {origin!r}", f"{path}.allowed_origins[{i}]"
+                f"not an origin (scheme://host[:port], or scheme://*.domain[:port]): {origin!r}",
+                f"{path}.allowed_origins[{i}]",
             )
     backplane = config.backplane
     if backplane != "memory" and not backplane.startswith(("redis://", "rediss://", "unix://")):
@@ -337,11 +375,9 @@ def check_config(config: RealtimeConfig, path: str = "realtime") -> None:
             "use 'memory' (one process)",
             f"{path}.backplane",
         )
-    if config.auth.mode != "none":
-        raise ConfigError(
-            "JWT authentication is not available in this version of sanic-realtime",
-            f"{path}.auth.mode",
-        )
+    if config.connect_rate_limit is not None and config.connect_rate_limit.per <= 0:
+        raise ConfigError("must be greater than 0", f"{path}.connect_rate_limit.per")
+    _check_auth(config.auth, f"{path}.auth")
     _check_history(config.history, f"{path}.history")
 
     routes = {
@@ -372,6 +408,74 @@ def check_config(config: RealtimeConfig, path: str = "realtime") -> None:
     for admin_path, key in routes.items():
         if admin_path == config.url_prefix or admin_path == f"{config.url_prefix}/health":
             raise ConfigError(f"{admin_path} clashes with a route of url_prefix", f"{path}.{key}")
+
+
+#: RFC 7518 section 3.2: an HMAC key at least as long as the hash.
+_HMAC_MIN_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
+
+
+def _check_auth(auth: AuthConfig, path: str) -> None:
+    """Key material must fit the algorithms; checked even with ``mode: none`` only when
+    something is set, so a half-written auth section is an error, not a surprise later."""
+    if auth.mode == "none":
+        return
+    from jwt.algorithms import get_default_algorithms  # PyJWT: a required dependency
+
+    known = set(get_default_algorithms()) - {"none"}
+    if not auth.algorithms:
+        raise ConfigError("must list at least one algorithm, e.g. [HS256]", f"{path}.algorithms")
+    for i, alg in enumerate(auth.algorithms):
+        if alg not in known:
+            raise ConfigError(
+                f"unknown or unsafe algorithm {alg!r} (known: {', '.join(sorted(known))})",
+                f"{path}.algorithms[{i}]",
+            )
+    hmac = [a for a in auth.algorithms if a.startswith("HS")]
+    if hmac and len(hmac) != len(auth.algorithms):
+        raise ConfigError(
+            "do not mix HMAC (HS*) and public-key algorithms: a public key must never be "
+            "accepted as an HMAC secret",
+            f"{path}.algorithms",
+        )
+    if not auth.user_claim:
+        raise ConfigError("must not be empty", f"{path}.user_claim")
+    if not auth.role_claim:
+        raise ConfigError("must not be empty", f"{path}.role_claim")
+    if auth.ticket_ttl <= 0:
+        raise ConfigError("must be greater than 0", f"{path}.ticket_ttl")
+    if hmac:
+        if not auth.jwt_secret:
+            raise ConfigError(
+                f"{', '.join(hmac)} needs a secret: set jwt_secret, from the environment "
+                "(jwt_secret: ${REALTIME_JWT_SECRET})",
+                f"{path}.jwt_secret",
+            )
+        need = max(_HMAC_MIN_BYTES[a] for a in hmac)
+        if len(auth.jwt_secret.encode()) < need:
+            raise ConfigError(
+                f"too short for {', '.join(hmac)}: use at least {need} bytes (RFC 7518 3.2), "
+                "e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))'",
+                f"{path}.jwt_secret",
+            )
+        for key in ("public_key", "public_key_file", "jwks_file"):
+            if getattr(auth, key):
+                raise ConfigError(
+                    f"{key} is for public-key algorithms; {', '.join(hmac)} use jwt_secret",
+                    f"{path}.{key}",
+                )
+        return
+    given = [k for k in ("public_key", "public_key_file", "jwks_file") if getattr(auth, k)]
+    if len(given) != 1:
+        raise ConfigError(
+            f"{', '.join(auth.algorithms)} need exactly one of public_key, public_key_file "
+            f"or jwks_file (got {', '.join(given) or 'none'})",
+            f"{path}.{given[1] if len(given) > 1 else 'public_key'}",
+        )
+    if auth.jwt_secret:
+        raise ConfigError(
+            "jwt_secret is for HS* algorithms; public-key algorithms verify with a public key",
+            f"{path}.jwt_secret",
+        )
 
 
 def _check_history(history: HistoryConfig, path: str) -> None:

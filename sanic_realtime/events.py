@@ -26,6 +26,7 @@ __all__ = [
     "Event",
     "EventId",
     "Ping",
+    "Refresh",
     "Subscribe",
     "Unsubscribe",
     "decode_client_message",
@@ -157,8 +158,14 @@ class Ping(_ClientBase, tag="ping"):
     data: Any = None
 
 
-ClientMessage = Subscribe | Unsubscribe | Ping
-_KNOWN_TYPES = ("subscribe", "unsubscribe", "ping")
+class Refresh(_ClientBase, tag="refresh"):
+    """A newer token for the same user, sent before the current one expires."""
+
+    token: str
+
+
+ClientMessage = Subscribe | Unsubscribe | Ping | Refresh
+_KNOWN_TYPES = ("subscribe", "unsubscribe", "ping", "refresh")
 _any_decoder = msgspec.json.Decoder()
 
 

@@ -11,7 +11,9 @@ The hierarchy::
         ├── BadSince                  400 bad_since (.param)
         ├── BadMessage                in-band only: the frame is not a valid client message
         ├── OriginNotAllowed          403 origin_not_allowed
-        ├── Unauthorized              401 unauthorized (admin routes with admin.token set)
+        ├── Unauthorized              401 unauthorized / invalid_token / token_expired
+        ├── Forbidden                 403 forbidden (a role is missing)
+        ├── TooManyRequests           429 rate_limited / too_many_connections (.retry_after)
         └── ServerUnavailable         503 server_full / shutting_down
 
 A ``ClientError`` is turned into an HTTP refusal before the WebSocket upgrade
@@ -27,9 +29,11 @@ __all__ = [
     "BadSince",
     "ClientError",
     "ConfigError",
+    "Forbidden",
     "OriginNotAllowed",
     "RealtimeError",
     "ServerUnavailable",
+    "TooManyRequests",
     "Unauthorized",
     "UnknownChannel",
     "UnknownFilter",
@@ -116,8 +120,31 @@ class OriginNotAllowed(ClientError):
 
 
 class Unauthorized(ClientError):
+    """No credentials (``unauthorized``), or bad ones (``invalid_token``, ``token_expired``).
+    The HTTP refusal carries ``WWW-Authenticate: Bearer`` (RFC 6750)."""
+
     code = "unauthorized"
     status = 401
+
+
+class Forbidden(ClientError):
+    """Authenticated, but without a role the channel or route requires."""
+
+    code = "forbidden"
+    status = 403
+
+
+class TooManyRequests(ClientError):
+    """A limit was hit; ``retry_after`` (seconds), when known, becomes ``Retry-After``."""
+
+    code = "rate_limited"
+    status = 429
+
+    def __init__(
+        self, message: str, *, code: str | None = None, retry_after: float | None = None
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, code=code)
 
 
 class ServerUnavailable(ClientError):

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .backplanes import create as create_backplane
 from .config import RealtimeConfig, load_yaml, revalidate
 from .exceptions import UnknownChannel
-from .hub import Hub, PublishResult
+from .guard import Guard
+from .hub import CLOSE_POLICY, Hub, PublishResult
 
 if TYPE_CHECKING:
     from sanic import Blueprint, Request
@@ -31,7 +32,10 @@ class Realtime:
 
     def __init__(self, config: RealtimeConfig | None = None) -> None:
         self.config = revalidate(config if config is not None else RealtimeConfig())
-        self.hub = Hub(self.config, create_backplane(self.config))
+        backplane = create_backplane(self.config)
+        self.hub = Hub(self.config, backplane)
+        #: Rate, origin, token and admin checks (reads key files now: errors name the key).
+        self.guard = Guard(self.config, backplane)
         self.initial_state_hooks: dict[str, InitialStateHook] = {}
         self._blueprint: Blueprint | None = None
 
@@ -58,10 +62,27 @@ class Realtime:
         user_id: str | int | None = None,
         role: str | None = None,
     ) -> PublishResult:
-        """Publish an event to ``channel``'s subscribers (only ``user_id``'s connections,
-        or ``role``'s, when given). Returns its ``id`` and this process's ``recipients``."""
+        """Publish an event to ``channel``'s subscribers: all of them, or only the
+        connections of ``user_id`` and/or those holding ``role`` (either suffices).
+        Returns its ``id`` and this process's ``recipients``."""
         return await self.hub.publish(
             channel, type, data, user_id=None if user_id is None else str(user_id), role=role
+        )
+
+    async def disconnect(
+        self,
+        *,
+        user_id: str | int | None = None,
+        role: str | None = None,
+        reason: str = "access revoked",
+    ) -> int:
+        """Close every connection of ``user_id`` (or holding ``role``) with 1008, e.g.
+        when a user is deleted or loses access. Returns how many were closed."""
+        return await self.hub.disconnect(
+            user_id=None if user_id is None else str(user_id),
+            role=role,
+            code=CLOSE_POLICY,
+            reason=reason,
         )
 
     def stats(self) -> dict[str, Any]:

@@ -31,10 +31,11 @@ from typing import Any, Protocol
 import msgspec
 from websockets.frames import Frame, Opcode
 
+from .auth import Identity
 from .backplanes.base import Backplane
 from .config import RealtimeConfig
 from .events import Event, encode_control, utc_timestamp
-from .exceptions import ServerUnavailable, UnknownChannel
+from .exceptions import ServerUnavailable, TooManyRequests, UnknownChannel
 from .filters import Filter
 from .rooms import Rooms
 from .subscriptions import SubRequest
@@ -46,6 +47,7 @@ logger = logging.getLogger("sanic_realtime")
 # Close codes (docs/protocol.md).
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
 CLOSE_SERVER_ERROR = 1011
 CLOSE_SLOW_CONSUMER = 4008
 CLOSE_RATE_LIMITED = 4429
@@ -104,10 +106,11 @@ class PublishResult(msgspec.Struct, frozen=True):
 class Reservation:
     """A slot held between the checks before the upgrade and the connection's start."""
 
-    __slots__ = ("deadline",)
+    __slots__ = ("deadline", "user_id")
 
-    def __init__(self, deadline: float) -> None:
+    def __init__(self, deadline: float, user_id: str | None = None) -> None:
         self.deadline = deadline
+        self.user_id = user_id
 
 
 class Connection:
@@ -121,22 +124,28 @@ class Connection:
         "dirty",
         "dropped",
         "events",
+        "expiry",
         "id",
+        "identity",
         "last_ping",
         "last_seen",
         "queue",
         "role",
+        "roles",
         "socket",
         "user_id",
     )
 
-    def __init__(
-        self, id: str, socket: Socket, user_id: str | None, role: str | None, now: float
-    ) -> None:
+    def __init__(self, id: str, socket: Socket, identity: Identity | None, now: float) -> None:
         self.id = id
         self.socket = socket
-        self.user_id = user_id
-        self.role = role
+        self.identity = identity
+        self.user_id: str | None = None
+        self.role: str | None = None
+        self.roles: frozenset[str] = frozenset()
+        self.set_identity(identity)
+        #: Closes the connection when the token expires (a loop timer), if it does.
+        self.expiry: asyncio.TimerHandle | None = None
         #: channel -> filter, for subscriptions active or being set up.
         self.channels: dict[str, Filter | None] = {}
         #: (channel or None for control messages, framed bytes), oldest first.
@@ -153,12 +162,20 @@ class Connection:
         self.last_seen = now
         self.last_ping = now
 
+    def set_identity(self, identity: Identity | None) -> None:
+        self.identity = identity
+        if identity is not None:
+            self.user_id = identity.user_id
+            self.role = identity.role
+            self.roles = frozenset(identity.roles)
+
     def accepts(self, event: Event) -> bool:
-        """Targeting: no target = everyone; else the user, or the role (either suffices)."""
+        """Targeting: no target = everyone; else the user, or a connection holding the
+        role (either suffices)."""
         if event.user_id is None and event.role is None:
             return True
         return (event.user_id is not None and event.user_id == self.user_id) or (
-            event.role is not None and event.role == self.role
+            event.role is not None and event.role in self.roles
         )
 
     def __repr__(self) -> str:
@@ -203,6 +220,8 @@ class Hub:
         self._rooms: Rooms[Connection] = Rooms()
         self._warming: dict[str, dict[Connection, _Warming]] = {}
         self._reservations: set[Reservation] = set()
+        #: user id -> open connections of that user
+        self._user_conns: Counter[str] = Counter()
         self._dirty: list[Connection] = []
         self._flush_scheduled = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -257,8 +276,10 @@ class Hub:
 
     # ----------------------------------------------------------------- connections
 
-    def reserve(self) -> Reservation:
-        """Hold a slot for a connection about to be upgraded; ``ServerUnavailable`` if full."""
+    def reserve(self, user_id: str | None = None) -> Reservation:
+        """Hold a slot for a connection about to be upgraded: ``ServerUnavailable`` if the
+        process is full, ``TooManyRequests`` if ``user_id`` has all the connections
+        ``max_connections_per_user`` allows."""
         now = self._monotonic()
         if self._reservations:
             self._reservations = {r for r in self._reservations if r.deadline > now}
@@ -267,7 +288,18 @@ class Hub:
         limit = self.config.max_clients
         if len(self._conns) + len(self._reservations) >= limit:
             raise ServerUnavailable(f"server full: at most {limit} connections per process")
-        reservation = Reservation(now + RESERVATION_TTL)
+        per_user = self.config.max_connections_per_user
+        if per_user is not None and user_id is not None:
+            held = self._user_conns[user_id] + sum(
+                1 for r in self._reservations if r.user_id == user_id
+            )
+            if held >= per_user:
+                raise TooManyRequests(
+                    f"user {user_id!r} already has {held} connections (at most {per_user}); "
+                    "close one first",
+                    code="too_many_connections",
+                )
+        reservation = Reservation(now + RESERVATION_TTL, user_id)
         self._reservations.add(reservation)
         return reservation
 
@@ -275,14 +307,15 @@ class Hub:
         self,
         socket: Socket,
         reservation: Reservation | None = None,
-        *,
-        user_id: str | None = None,
-        role: str | None = None,
+        identity: Identity | None = None,
     ) -> Connection:
         if reservation is not None:
             self._reservations.discard(reservation)
-        conn = Connection("c_" + secrets.token_urlsafe(9), socket, user_id, role, self._monotonic())
+        conn = Connection("c_" + secrets.token_urlsafe(9), socket, identity, self._monotonic())
         self._conns[conn.id] = conn
+        if conn.user_id is not None:
+            self._user_conns[conn.user_id] += 1
+        self._schedule_expiry(conn)
         return conn
 
     def unregister(self, conn: Connection) -> None:
@@ -290,6 +323,13 @@ class Hub:
         conn.closing = True
         if self._conns.pop(conn.id, None) is None:
             return
+        if conn.expiry is not None:
+            conn.expiry.cancel()
+            conn.expiry = None
+        if conn.user_id is not None:
+            self._user_conns[conn.user_id] -= 1
+            if self._user_conns[conn.user_id] <= 0:
+                del self._user_conns[conn.user_id]
         for channel in conn.channels:
             self._rooms.remove(conn, channel)
             self._discard_warming(conn, channel)
@@ -298,6 +338,52 @@ class Hub:
             self.messages_dropped += conn.events
             conn.queue.clear()
             conn.events = 0
+
+    # ----------------------------------------------------------------- identity and expiry
+
+    def _schedule_expiry(self, conn: Connection) -> None:
+        """Close ``conn`` with 1008 at its token's ``exp`` (+ ``auth.leeway``)."""
+        if conn.expiry is not None:
+            conn.expiry.cancel()
+            conn.expiry = None
+        identity = conn.identity
+        if identity is None or identity.expires_at is None:
+            return
+        delay = identity.expires_at + self.config.auth.leeway - self._clock()
+        conn.expiry = asyncio.get_running_loop().call_later(max(delay, 0.0), self._expire, conn)
+
+    def _expire(self, conn: Connection) -> None:
+        conn.expiry = None
+        if conn.id in self._conns and not conn.closing:
+            self._spawn(self.close(conn, CLOSE_POLICY, "token expired"))
+
+    def reidentify(self, conn: Connection, identity: Identity) -> None:
+        """A refreshed token (same user): new roles and a new expiry for ``conn``."""
+        if identity.user_id != conn.user_id:
+            raise ValueError("a refreshed token must belong to the connection's user")
+        conn.set_identity(identity)
+        self._schedule_expiry(conn)
+
+    async def disconnect(
+        self,
+        *,
+        user_id: str | None = None,
+        role: str | None = None,
+        code: int = CLOSE_POLICY,
+        reason: str = "access revoked",
+    ) -> int:
+        """Close every connection of ``user_id`` (or holding ``role``); returns how many.
+        What is already queued for them is flushed first."""
+        if user_id is None and role is None:
+            raise ValueError("disconnect() needs user_id or role")
+        conns = [
+            c
+            for c in self._conns.values()
+            if not c.closing
+            and ((user_id is not None and c.user_id == user_id) or (role in c.roles))
+        ]
+        await asyncio.gather(*(self.close(c, code, reason) for c in conns), return_exceptions=True)
+        return len(conns)
 
     def touch(self, conn: Connection) -> None:
         """The client sent something: it is alive."""
@@ -729,9 +815,12 @@ class Hub:
         by_channel = self._rooms.counts()
         for channel, table in self._warming.items():
             by_channel[channel] = by_channel.get(channel, 0) + len(table)
-        by_role = Counter(c.role for c in self._conns.values() if c.role is not None)
+        by_role: Counter[str] = Counter()
+        for conn in self._conns.values():
+            by_role.update(conn.roles)
         return {
             "total_clients": len(self._conns),
+            "total_users": len(self._user_conns),
             "by_channel": by_channel,
             "by_role": dict(by_role),
             "messages_sent": self.messages_sent,

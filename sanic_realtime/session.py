@@ -10,11 +10,26 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from .events import Ping, Subscribe, Unsubscribe, decode_client_message, utc_timestamp
+from .auth import TokenVerifier
+from .events import (
+    Ping,
+    Refresh,
+    Subscribe,
+    Unsubscribe,
+    decode_client_message,
+    utc_timestamp,
+)
 from .exceptions import BadMessage, ClientError
-from .hub import CLOSE_RATE_LIMITED, Connection, Hub, InitialHook
+from .hub import CLOSE_POLICY, CLOSE_RATE_LIMITED, Connection, Hub, InitialHook
 from .limits import TokenBucket
-from .subscriptions import ALL, SubRequest, plan_subscription, resolve_channels
+from .subscriptions import (
+    ALL,
+    SubRequest,
+    check_subscription_limit,
+    may_subscribe,
+    plan_subscription,
+    resolve_channels,
+)
 
 __all__ = ["Session"]
 
@@ -29,12 +44,15 @@ class Session:
         receive: Receive,
         hooks: Mapping[str, InitialHook],
         *,
+        verifier: TokenVerifier | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.hub = hub
         self.conn = conn
         self.receive = receive
         self.hooks = hooks
+        #: Set when auth is on: checks ``refresh`` tokens; roles then bound channels.
+        self.verifier = verifier
         self._monotonic = monotonic
         limit = hub.config.client_rate_limit
         self._bucket = TokenBucket(limit.messages, limit.per, monotonic())
@@ -80,19 +98,63 @@ class Session:
                     self.hub.send_control(
                         self.conn, "pong", {"client_id": self.conn.id, "timestamp": now}
                     )
+                case Refresh():
+                    await self._refresh(message.token)
         except ClientError as e:
             self.error(e.code, e.message)
 
     async def _subscribe(self, message: Subscribe) -> None:
         if not message.channels:
             raise BadMessage("subscribe needs at least one channel", code="invalid_message")
+        config = self.hub.config
         requests = plan_subscription(
-            self.hub.config, message.channels, message.filter, message.since
+            config, message.channels, message.filter, message.since, roles=self._roles()
+        )
+        check_subscription_limit(
+            config, len(set(self.conn.channels) | {r.channel for r in requests})
         )
         await self.hub.subscribe(self.conn, requests, reply="subscribed", hooks=self.hooks)
 
+    def _roles(self) -> frozenset[str] | None:
+        """The roles that bound which channels this client may see; None: auth is off."""
+        return self.conn.roles if self.verifier is not None else None
+
+    async def _refresh(self, token: str) -> None:
+        """A newer token for the same user: the connection lives on to its ``exp``.
+        A bad token is an in-band error (the old one still counts until it expires); a
+        token of another user closes the connection with 1008."""
+        if self.verifier is None:
+            raise BadMessage("this server has no authentication to refresh", code="auth_disabled")
+        hub, conn = self.hub, self.conn
+        try:
+            identity = self.verifier.verify(token)
+        except ClientError as e:
+            raise BadMessage(f"refresh refused: {e.message}", code=e.code) from None
+        if identity.user_id != conn.user_id:
+            await hub.close(conn, CLOSE_POLICY, "refresh token belongs to another user")
+            return
+        hub.reidentify(conn, identity)
+        hub.send_control(
+            conn,
+            "refreshed",
+            {
+                "user_id": identity.user_id,
+                "role": identity.role,
+                "roles": list(identity.roles),
+                "expires_at": (
+                    None if identity.expires_at is None else utc_timestamp(identity.expires_at)
+                ),
+            },
+        )
+        # The new roles bound what this connection receives from now on.
+        lost = [c for c in conn.channels if not may_subscribe(hub.config, c, conn.roles)]
+        if lost:
+            removed = hub.unsubscribe(conn, lost)
+            hub.send_control(conn, "unsubscribed", {"channels": removed, "reason": "forbidden"})
+
     def _unsubscribe(self, message: Unsubscribe) -> None:
         # Unknown names are an error even beside "all".
+        # (No roles given: unsubscribing from a channel one may not see is harmless.)
         names = resolve_channels(self.hub.config, [c for c in message.channels if c != ALL])
         if ALL in message.channels:
             names = list(self.conn.channels)

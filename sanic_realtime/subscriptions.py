@@ -9,15 +9,22 @@ client has.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 from .config import RealtimeConfig
 from .events import EventId
-from .exceptions import BadMessage, BadSince, UnknownChannel
+from .exceptions import BadMessage, BadSince, Forbidden, UnknownChannel
 from .filters import Filter, FilterParam, compile_filter, split_filter_params
 
-__all__ = ["ALL", "SubRequest", "plan_subscription", "resolve_channels"]
+__all__ = [
+    "ALL",
+    "SubRequest",
+    "check_subscription_limit",
+    "may_subscribe",
+    "plan_subscription",
+    "resolve_channels",
+]
 
 ALL = "all"
 
@@ -30,17 +37,41 @@ class SubRequest(NamedTuple):
     since: EventId | None = None
 
 
-def resolve_channels(config: RealtimeConfig, names: Iterable[str]) -> list[str]:
-    """Expand ``all``, drop duplicates (keeping order), refuse unknown names."""
+def may_subscribe(config: RealtimeConfig, channel: str, roles: Collection[str] | None) -> bool:
+    """``roles`` None: auth is off, every channel is open. Otherwise a channel that lists
+    ``roles`` needs one of them."""
+    allowed = config.channels[channel].roles
+    return roles is None or not allowed or any(r in roles for r in allowed)
+
+
+def resolve_channels(
+    config: RealtimeConfig, names: Iterable[str], roles: Collection[str] | None = None
+) -> list[str]:
+    """Expand ``all`` (to the channels ``roles`` may see), drop duplicates (keeping
+    order), refuse unknown names (404) and channels ``roles`` may not see (403)."""
     out: dict[str, None] = {}
     for name in names:
         if name == ALL:
-            out.update(dict.fromkeys(config.channels))
-        elif name in config.channels:
+            out.update(dict.fromkeys(c for c in config.channels if may_subscribe(config, c, roles)))
+        elif name not in config.channels:
+            raise UnknownChannel(name, list(config.channels))
+        elif may_subscribe(config, name, roles):
             out[name] = None
         else:
-            raise UnknownChannel(name, list(config.channels))
+            need = ", ".join(config.channels[name].roles)
+            raise Forbidden(f"channel {name!r} needs one of the roles: {need}")
     return list(out)
+
+
+def check_subscription_limit(config: RealtimeConfig, total: int) -> None:
+    """``max_subscriptions``: ``total`` is what the connection would hold afterwards."""
+    limit = config.max_subscriptions
+    if limit is not None and total > limit:
+        raise BadMessage(
+            f"too many subscriptions: at most {limit} channels per connection "
+            f"(this would make {total})",
+            code="too_many_subscriptions",
+        )
 
 
 def plan_subscription(
@@ -50,10 +81,12 @@ def plan_subscription(
     since: Mapping[str, str],
     *,
     since_names: Mapping[str, str] | None = None,
+    roles: Collection[str] | None = None,
 ) -> list[SubRequest]:
     """Validate and compile. ``since_names`` maps a channel to the name the client used
-    for its ``since`` (for error messages), e.g. ``since.logs`` in a query string."""
-    names = resolve_channels(config, channels)
+    for its ``since`` (for error messages), e.g. ``since.logs`` in a query string.
+    ``roles``: the client's roles when auth is on (None: off)."""
+    names = resolve_channels(config, channels, roles)
     if not names:
         raise BadMessage("no channels to subscribe to", code="invalid_message")
     per_channel = split_filter_params({n: config.channels[n] for n in names}, params)

@@ -297,14 +297,9 @@ def test_python_config_is_checked_like_yaml() -> None:
 
 
 def test_not_yet_available_features_are_refused(tmp_path: Path) -> None:
-    """JWT auth and the Redis backplane are refused when the file is read, not ignored."""
-    e = error_of(tmp_path, "realtime:\n  auth: {mode: jwt}\n")
-    assert e.path == "realtime.auth.mode" and "not available" in e.message
+    """The Redis backplane is refused when the file is read, not ignored."""
     e = error_of(tmp_path, "realtime:\n  backplane: redis://127.0.0.1:6379/0\n")
     assert e.path == "realtime.backplane" and "not available" in e.message
-    with pytest.raises(ConfigError) as info:
-        Realtime(parse_config({"auth": {"mode": "jwt"}}))
-    assert info.value.path == "realtime.auth.mode"
     with pytest.raises(ConfigError) as info:
         Realtime(parse_config({"backplane": "redis://127.0.0.1:6379/0"}))
     assert info.value.path == "realtime.backplane"

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from sanic_realtime.auth import Identity
 from sanic_realtime.backplanes.memory import MemoryBackplane
 from sanic_realtime.config import parse_config
 from sanic_realtime.events import EventId
@@ -176,9 +177,9 @@ async def test_a_failing_socket_does_not_stop_fan_out() -> None:
 async def test_targeted_events() -> None:
     """user_id reaches that user's connections, role that role's; either suffices."""
     hub = make_hub()
-    _, alice1 = await joined(hub, user_id="alice", role="user")
-    _, alice2 = await joined(hub, user_id="alice", role="user")
-    _, bob = await joined(hub, user_id="bob", role="admin")
+    _, alice1 = await joined(hub, identity=Identity(user_id="alice", roles=("user",)))
+    _, alice2 = await joined(hub, identity=Identity(user_id="alice", roles=("user",)))
+    _, bob = await joined(hub, identity=Identity(user_id="bob", roles=("admin",)))
     _, anon = await joined(hub)
     assert (await hub.publish("logs", "a", {}, user_id="alice")).recipients == 2
     assert (await hub.publish("logs", "b", {}, role="admin")).recipients == 1

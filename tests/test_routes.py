@@ -169,6 +169,7 @@ async def test_admin_stats(serve: Any) -> None:
         stats = response.json()
         assert set(stats) == {
             "total_clients",
+            "total_users",
             "by_channel",
             "by_role",
             "messages_sent",
@@ -177,6 +178,7 @@ async def test_admin_stats(serve: Any) -> None:
             "uptime_s",
         }
         assert stats["total_clients"] == 2
+        assert stats["total_users"] == 0  # no auth: no users
         assert stats["by_channel"] == {"logs": 2, "stats": 1}
         assert stats["by_role"] == {}
         assert stats["messages_sent"] == 4  # 2 connection_established + 2 events
@@ -187,14 +189,18 @@ async def test_admin_token(serve: Any) -> None:
     """With admin.token set, admin routes need it as a Bearer token (401 otherwise)."""
     server = await serve(make_realtime(admin={"token": "s3cret"}))
     body = {"channel": "logs", "type": "x"}
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret"}):
+    for headers, code in (
+        ({}, "unauthorized"),
+        ({"Authorization": "Bearer wrong"}, "invalid_token"),
+        ({"Authorization": "Basic s3cret"}, "unauthorized"),
+    ):
         for response in (
             await server.http.post("/admin/ws/broadcast", json=body, headers=headers),
             await server.http.get("/admin/ws/stats", headers=headers),
         ):
             assert response.status_code == 401
             assert response.headers["WWW-Authenticate"].startswith("Bearer")
-            assert response.json()["error"]["code"] == "unauthorized"
+            assert response.json()["error"]["code"] == code
     good = {"Authorization": "Bearer s3cret"}
     assert (
         await server.http.post("/admin/ws/broadcast", json=body, headers=good)

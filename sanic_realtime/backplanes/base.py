@@ -57,6 +57,15 @@ class Backplane(abc.ABC):
     async def last(self, channel: str, match: Callable[[Event], bool]) -> Event | None:
         """The newest recorded event of ``channel`` for which ``match`` is true."""
 
+    @abc.abstractmethod
+    async def put_ticket(self, ticket: str, value: bytes, ttl: float) -> None:
+        """Keep ``value`` under ``ticket`` for ``ttl`` seconds (every process must see it)."""
+
+    @abc.abstractmethod
+    async def take_ticket(self, ticket: str) -> bytes | None:
+        """Remove and return the value of an unexpired ``ticket``; None if there is none.
+        Atomic: of two concurrent takers, one gets None (single use)."""
+
     def health(self) -> dict[str, Any]:
         """``{"kind": ..., "ok": bool, ...}`` for the health route."""
         return {"kind": self.kind, "ok": True}

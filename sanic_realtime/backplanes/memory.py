@@ -45,6 +45,9 @@ class MemoryBackplane(Backplane):
             channel: ChannelHistory(self.epoch, cfg.size, cfg.ttl)
             for channel, cfg in histories.items()
         }
+        #: ticket -> (expires at, value); expired ones are swept as new ones arrive.
+        self._tickets: dict[str, tuple[float, bytes]] = {}
+        self._ticket_sweep = 0.0
 
     def history(self, channel: str) -> ChannelHistory:
         return self._histories[channel]
@@ -65,3 +68,16 @@ class MemoryBackplane(Backplane):
 
     async def last(self, channel: str, match: Callable[[Event], bool]) -> Event | None:
         return self._histories[channel].last(match, self._clock())
+
+    async def put_ticket(self, ticket: str, value: bytes, ttl: float) -> None:
+        now = self._clock()
+        if now >= self._ticket_sweep:  # at most once a second: O(tickets) each time
+            self._tickets = {k: v for k, v in self._tickets.items() if v[0] > now}
+            self._ticket_sweep = now + 1.0
+        self._tickets[ticket] = (now + ttl, value)
+
+    async def take_ticket(self, ticket: str) -> bytes | None:
+        entry = self._tickets.pop(ticket, None)
+        if entry is None or entry[0] <= self._clock():
+            return None
+        return entry[1]
