@@ -55,9 +55,10 @@ def make_realtime(**overrides: Any) -> Realtime:
 class LiveServer:
     """A Sanic app served on 127.0.0.1:<free port> inside the test's event loop."""
 
-    def __init__(self, app: Sanic, realtime: Realtime) -> None:
+    def __init__(self, app: Sanic, realtime: Realtime, *, access_log: bool = False) -> None:
         self.app = app
         self.realtime = realtime
+        self.access_log = access_log
         self.port = 0
         self._server: Any = None
         self.http: httpx.AsyncClient | None = None
@@ -67,7 +68,7 @@ class LiveServer:
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
         self._server = await self.app.create_server(
-            sock=sock, access_log=False, return_asyncio_server=True
+            sock=sock, access_log=self.access_log, return_asyncio_server=True
         )
         await self._server.startup()
         await self._server.before_start()
@@ -104,6 +105,7 @@ async def serve() -> AsyncIterator[Callable[..., Awaitable[LiveServer]]]:
         setup: Callable[[Sanic], None] | None = None,
         *,
         auto_extend: bool = False,
+        access_log: bool = False,
     ) -> LiveServer:
         app = Sanic(f"rt_test_{next(_names)}")
         # Off by default for speed; the sanic-ext test turns it on as users have it.
@@ -111,7 +113,7 @@ async def serve() -> AsyncIterator[Callable[..., Awaitable[LiveServer]]]:
         app.blueprint(realtime.blueprint)
         if setup is not None:
             setup(app)
-        server = await LiveServer(app, realtime).start()
+        server = await LiveServer(app, realtime, access_log=access_log).start()
         started.append(server)
         return server
 
