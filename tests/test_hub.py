@@ -13,7 +13,7 @@ from sanic_realtime.auth import Identity
 from sanic_realtime.backplanes.memory import MemoryBackplane
 from sanic_realtime.config import parse_config
 from sanic_realtime.events import EventId
-from sanic_realtime.exceptions import ServerUnavailable, UnknownChannel
+from sanic_realtime.exceptions import ServerUnavailable, TooManyRequests, UnknownChannel
 from sanic_realtime.filters import Filter, compile_filter
 from sanic_realtime.hub import Connection, Hub
 from sanic_realtime.subscriptions import SubRequest
@@ -288,6 +288,40 @@ async def test_reservations_bound_connections() -> None:
         hub.reserve()
     hub.unregister(conn)
     hub.reserve()
+
+
+async def test_connections_per_user_count_reservations_too() -> None:
+    """A burst of handshakes by one user cannot overshoot max_connections_per_user."""
+    hub = make_hub(max_connections_per_user=2)
+    alice = Identity(user_id="alice")
+    r1 = hub.reserve("alice")
+    hub.reserve("alice")
+    with pytest.raises(TooManyRequests) as info:
+        hub.reserve("alice")
+    assert info.value.code == "too_many_connections" and info.value.status == 429
+    hub.reserve("bob")  # others are not affected
+    hub.reserve(None)  # nor anonymous connections
+    conn = hub.register(FakeSocket(), r1, alice)
+    assert hub.stats()["total_users"] == 1
+    hub.unregister(conn)
+    assert hub.stats()["total_users"] == 0
+    hub.reserve("alice")
+
+
+async def test_token_expiry_closes_1008_and_reidentify_moves_it() -> None:
+    """The expiry timer follows the identity: a refresh reschedules it."""
+    hub = make_hub()
+    soon = Identity(user_id="alice", roles=("user",), expires_at=time.time() + 0.1)
+    conn, socket = await joined(hub, identity=soon)
+    later = Identity(user_id="alice", roles=("ops",), expires_at=time.time() + 0.3)
+    hub.reidentify(conn, later)
+    assert conn.roles == frozenset({"ops"}) and conn.role == "ops"
+    await asyncio.sleep(0.2)
+    assert socket.closed_with is None  # the first expiry was cancelled
+    await asyncio.sleep(0.25)
+    assert socket.closed_with == (1008, "token expired")
+    with pytest.raises(ValueError):
+        hub.reidentify(conn, Identity(user_id="mallory"))
 
 
 async def test_expired_reservations_are_released() -> None:
