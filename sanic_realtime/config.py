@@ -415,8 +415,9 @@ _HMAC_MIN_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 
 
 def _check_auth(auth: AuthConfig, path: str) -> None:
-    """Key material must fit the algorithms; checked even with ``mode: none`` only when
-    something is set, so a half-written auth section is an error, not a surprise later."""
+    """With ``mode: jwt``, the key material must fit the algorithms. (With ``mode: none``
+    the other auth keys are not used, and not checked.) Key files are read, and their
+    contents checked, when :class:`~sanic_realtime.Realtime` is built."""
     if auth.mode == "none":
         return
     from jwt.algorithms import get_default_algorithms  # PyJWT: a required dependency

@@ -9,7 +9,8 @@ The hierarchy::
         ├── UnknownFilter             400 unknown_filter (.param)
         ├── BadFilterValue            400 bad_filter_value (.param)
         ├── BadSince                  400 bad_since (.param)
-        ├── BadMessage                in-band only: the frame is not a valid client message
+        ├── BadMessage                a bad client message (in-band), or 400 before the upgrade
+        │                             (too_many_subscriptions, no channel to subscribe to)
         ├── OriginNotAllowed          403 origin_not_allowed
         ├── Unauthorized              401 unauthorized / invalid_token / token_expired
         ├── Forbidden                 403 forbidden (a role is missing)

@@ -93,7 +93,8 @@ class Guard:
                 code="invalid_ticket",
             )
         identity = decode_identity(value)
-        if identity.expires_at is not None and identity.expires_at <= self._clock():
+        expires_at = identity.expires_at
+        if expires_at is not None and expires_at + self.config.auth.leeway <= self._clock():
             raise Unauthorized("the token behind this ticket has expired", code="token_expired")
         return identity
 
