@@ -489,3 +489,21 @@ async def test_tokens_and_tickets_never_reach_the_logs(serve: Any, captured: _Ca
         assert secret not in text
         for part in secret.split("."):  # no fragment of a JWT either
             assert len(part) < 20 or part not in text
+
+
+async def test_initial_state_hook_sees_the_clients_identity(serve: Any) -> None:
+    realtime = jwt_realtime()
+
+    @realtime.initial_state("stats")
+    async def per_user(request: Any) -> dict[str, Any]:
+        identity = request.ctx.realtime_identity
+        return {"for": identity.user_id, "roles": list(identity.roles)}
+
+    server = await serve(realtime)
+    async with server.connect(f"/ws/stats?token={token('dana', ['ops'])}") as ws:
+        await established(ws)
+        state = await recv_json(ws)
+        assert (state["type"], state["data"]) == (
+            "initial_state",
+            {"for": "dana", "roles": ["ops"]},
+        )
