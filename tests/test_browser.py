@@ -12,6 +12,7 @@ download is not used). If it cannot be installed the tests skip, unless
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
 import shutil
@@ -103,6 +104,15 @@ class Tab:
 
     def _socket_error(self, error: str) -> None:
         self.socket_errors.append(error)
+
+    async def socket_error(self) -> str:
+        """Chrome's reason for the first failed WebSocket, once Playwright has reported it."""
+        for _ in range(WAIT_MS // 20):
+            if self.socket_errors:
+                break
+            await asyncio.sleep(0.02)
+        assert self.socket_errors, "Chrome reported no WebSocket error"
+        return self.socket_errors[0]
 
     async def goto(self, server: LiveServer) -> None:
         response = await self.page.goto(f"http://127.0.0.1:{server.port}/page")
@@ -226,5 +236,6 @@ async def test_browser_with_a_bad_bearer_token_is_refused(serve: Any, tab: Tab) 
     assert "first" not in result and "timeout" not in result, result
     assert result["events"] == ["error", "close 1006"], result
     # Chrome's reason for the failure names the 401 ("HTTP Authentication failed; ...").
-    assert any("Authentication" in e or "401" in e for e in tab.socket_errors), tab.socket_errors
+    error = await tab.socket_error()
+    assert "Authentication" in error or "401" in error, error
     assert not server.realtime.hub.connections
