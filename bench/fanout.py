@@ -271,7 +271,11 @@ def serve_websockets(port: int) -> None:
         return None
 
     async def main() -> None:
-        async with serve(handler, "127.0.0.1", port, process_request=process_request) as server:
+        # open_timeout=None: a slow burst (answered from process_request) would otherwise be
+        # cut off after websockets' default 10 s handshake limit.
+        async with serve(
+            handler, "127.0.0.1", port, process_request=process_request, open_timeout=None
+        ) as server:
             await server.serve_forever()
 
     uvloop.run(main())
@@ -703,6 +707,10 @@ class Target:
                 c.transport.pause_reading()
         try:
             answer = await http(self.server.port, self.server.method, query, timeout=self.timeout)
+        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError) as e:
+            raise RuntimeError(
+                f"{self.server.kind}: {query} failed ({e!r}); server output:\n{self.server.tail()}"
+            ) from None
         finally:
             if self.pause:
                 for c in self.conns:
