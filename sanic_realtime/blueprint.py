@@ -208,7 +208,7 @@ def build_blueprint(realtime: Realtime) -> Blueprint:
                 parse_subprotocols(request.headers.getall("sec-websocket-protocol", [])),
                 query,
             )
-            roles = identity.roles if guard.auth_enabled and identity is not None else None
+            roles = identity.roles if identity is not None else None  # None: auth is off
             if kind == "channel":
                 plan = channel_plan(config, request.match_info["channel"], query, roles)
             else:

@@ -139,7 +139,8 @@ class Connection:
     def __init__(self, id: str, socket: Socket, identity: Identity | None, now: float) -> None:
         self.id = id
         self.socket = socket
-        self.identity = identity
+        # user_id, role and roles are copied out of the identity for the fan-out loop.
+        self.identity: Identity | None = None
         self.user_id: str | None = None
         self.role: str | None = None
         self.roles: frozenset[str] = frozenset()
