@@ -49,10 +49,6 @@ class Guard:
         limit = config.connect_rate_limit
         self.limiter = KeyedRateLimiter(limit.connections, limit.per) if limit is not None else None
 
-    @property
-    def auth_enabled(self) -> bool:
-        return self.verifier is not None
-
     def check_rate(self, client_ip: str) -> None:
         """``connect_rate_limit``: 429 with the seconds to wait."""
         if self.limiter is None:
