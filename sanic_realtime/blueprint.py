@@ -29,6 +29,7 @@ from .exceptions import (
     BadSince,
     ClientError,
     ConfigError,
+    ServerUnavailable,
     TooManyRequests,
     Unauthorized,
     UnknownFilter,
@@ -220,6 +221,12 @@ def build_blueprint(realtime: Realtime) -> Blueprint:
                     code="upgrade_required",
                     status=426,
                 )
+            if not hub.backplane.available:
+                # It could not replay history or promise live events: the client retries.
+                raise ServerUnavailable(
+                    "the backplane is unavailable (Redis unreachable); try again shortly",
+                    code="backplane_unavailable",
+                )
             reservation = hub.reserve(identity.user_id if identity is not None else None)
         except ClientError as e:
             return error_response(e)
@@ -250,6 +257,9 @@ def build_blueprint(realtime: Realtime) -> Blueprint:
             await session.run(request.ctx.realtime_plan, info)
         except asyncio.CancelledError:
             raise
+        except ServerUnavailable as e:  # the backplane went away during the set-up
+            logger.warning("realtime connection %s: %s", conn.id, e.message)
+            hub.abort(conn, CLOSE_SERVER_ERROR, e.message[:120])
         except Exception:
             # Sanic would close with 1000; an error must say 1011.
             logger.exception("realtime connection %s failed", conn.id)
@@ -328,7 +338,7 @@ def build_blueprint(realtime: Realtime) -> Blueprint:
             check_admin(request)
         except ClientError as e:
             return error_response(e)
-        return json_response(hub.stats())
+        return json_response(await realtime.cluster_stats())
 
     @bp.main_process_start
     async def refuse_several_workers(app: Any) -> None:
@@ -336,8 +346,9 @@ def build_blueprint(realtime: Realtime) -> Blueprint:
         if config.backplane == "memory" and workers > 1:
             raise ConfigError(
                 f"cannot run {workers} workers on the memory backplane: each worker would "
-                "reach only its own clients. Run one worker (the Redis backplane that serves "
-                "several is not in this version yet)",
+                "reach only its own clients. Set a Redis URL (backplane: "
+                "redis://127.0.0.1:6379/0, with pip install 'sanic-realtime[redis]') or run "
+                "one worker",
                 "realtime.backplane",
             )
 

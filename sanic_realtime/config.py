@@ -44,6 +44,7 @@ RESERVED_CHANNEL_NAMES = frozenset({"all", "health", "ticket", "client.js", "cli
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 # No dots: ``since.<channel>`` is a query parameter of the general route.
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9_.:-]+$")
 _FILTER_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -172,6 +173,14 @@ class FilterSpec(_Strict):
     equals: bool | int | str | None = None
 
 
+class RedisConfig(_Strict):
+    """Settings of the Redis backplane (used when ``backplane`` is a Redis URL)."""
+
+    #: Every key and pub/sub channel starts with ``{prefix}:``, so several apps (or test
+    #: runs) can share one Redis database. Apps that share a prefix share channels.
+    prefix: str = "realtime"
+
+
 class ChannelConfig(_Strict):
     filters: dict[str, FilterSpec] = {}
     #: ``last``: a new subscriber first gets the channel's last event as ``initial_state``.
@@ -199,6 +208,7 @@ class RealtimeConfig(_Strict):
     max_connections_per_user: PositiveInt | None = None
     allowed_origins: list[str] = msgspec.field(default_factory=lambda: ["*"])
     backplane: str = "memory"
+    redis: RedisConfig = msgspec.field(default_factory=RedisConfig)
     history: HistoryConfig = msgspec.field(default_factory=HistoryConfig)
     auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
     admin: AdminConfig = msgspec.field(default_factory=AdminConfig)
@@ -368,12 +378,11 @@ def check_config(config: RealtimeConfig, path: str = "realtime") -> None:
         raise ConfigError(
             f"must be 'memory' or a redis:// URL, got {backplane!r}", f"{path}.backplane"
         )
-    # Not built yet: refuse, rather than run without what the file asks for.
-    if backplane != "memory":
+    if not _PREFIX_RE.match(config.redis.prefix):
         raise ConfigError(
-            "the Redis backplane is not available in this version of sanic-realtime; "
-            "use 'memory' (one process)",
-            f"{path}.backplane",
+            "must be letters, digits, '_', '-', '.' or ':' (no spaces), got "
+            f"{config.redis.prefix!r}",
+            f"{path}.redis.prefix",
         )
     if config.connect_rate_limit is not None and config.connect_rate_limit.per <= 0:
         raise ConfigError("must be greater than 0", f"{path}.connect_rate_limit.per")

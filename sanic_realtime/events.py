@@ -32,6 +32,7 @@ __all__ = [
     "decode_client_message",
     "encode_control",
     "encode_event",
+    "encode_event_parts",
     "utc_timestamp",
 ]
 
@@ -77,6 +78,16 @@ def encode_event(channel: str, type: str, id: str, timestamp: str, data: Any) ->
     """The envelope of a published event, as JSON bytes. Raises ``TypeError`` if ``data``
     holds something msgspec cannot encode."""
     return _encoder.encode(_Envelope(type, channel, id, timestamp, data))
+
+
+def encode_event_parts(channel: str, type: str, timestamp: str, data: Any) -> tuple[bytes, bytes]:
+    """The envelope of an event whose id is not known yet, as the bytes before and after
+    the id: ``head + b"epoch:offset" + tail == encode_event(...)``. The Redis backplane's
+    script puts the id it assigns in between. Raises ``TypeError`` like :func:`encode_event`."""
+    enc = _encoder.encode
+    head = b'{"type":' + enc(type) + b',"channel":' + enc(channel) + b',"id":"'
+    tail = b'","timestamp":' + enc(timestamp) + b',"data":' + enc(data) + b"}"
+    return head, tail
 
 
 def encode_control(

@@ -11,7 +11,7 @@ from .backplanes import create as create_backplane
 from .config import RealtimeConfig, load_yaml, revalidate
 from .exceptions import UnknownChannel
 from .guard import Guard
-from .hub import CLOSE_POLICY, Hub, PublishResult
+from .hub import Hub, PublishResult
 
 if TYPE_CHECKING:
     from sanic import Blueprint, Request
@@ -77,17 +77,22 @@ class Realtime:
         reason: str = "access revoked",
     ) -> int:
         """Close every connection of ``user_id`` (or holding ``role``) with 1008, e.g.
-        when a user is deleted or loses access. Returns how many were closed."""
-        return await self.hub.disconnect(
-            user_id=None if user_id is None else str(user_id),
-            role=role,
-            code=CLOSE_POLICY,
-            reason=reason,
+        when a user is deleted or loses access, on every worker (through the backplane).
+        Returns how many this process closed."""
+        if user_id is None and role is None:
+            raise ValueError("disconnect() needs user_id or role")
+        return await self.hub.backplane.disconnect(
+            user_id=None if user_id is None else str(user_id), role=role, reason=reason
         )
 
     def stats(self) -> dict[str, Any]:
-        """The figures of the admin stats route."""
+        """This process's figures (with one worker, those of the admin stats route)."""
         return self.hub.stats()
+
+    async def cluster_stats(self) -> dict[str, Any]:
+        """The admin stats route's figures: every worker's, summed (``workers`` says how
+        many reported; ``complete: false`` when the others could not be read)."""
+        return await self.hub.backplane.stats()
 
     def initial_state(self, channel: str) -> Callable[[H], H]:
         """Register ``async def hook(request) -> data``: a new subscriber of ``channel``

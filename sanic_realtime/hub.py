@@ -223,6 +223,9 @@ class Hub:
         self._reservations: set[Reservation] = set()
         #: user id -> open connections of that user
         self._user_conns: Counter[str] = Counter()
+        #: channel -> connections subscribed or subscribing here (the backplane watches
+        #: the channels in use)
+        self._channel_use: Counter[str] = Counter()
         self._dirty: list[Connection] = []
         self._flush_scheduled = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -234,7 +237,7 @@ class Hub:
         self.messages_sent = 0
         self.messages_dropped = 0
         self.slow_disconnects = 0
-        backplane.attach(self.deliver)
+        backplane.attach(self)
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -334,6 +337,7 @@ class Hub:
         for channel in conn.channels:
             self._rooms.remove(conn, channel)
             self._discard_warming(conn, channel)
+            self._leave(channel)
         conn.channels.clear()
         if conn.queue:
             self.messages_dropped += conn.events
@@ -676,6 +680,8 @@ class Hub:
             self._stop_warming(conn, req.channel)
             w = _Warming(conn, req.filter)
             self._warming.setdefault(req.channel, {})[conn] = w
+            if req.channel not in conn.channels:
+                self._join(req.channel)
             conn.channels[req.channel] = req.filter
             warmers[req.channel] = w
 
@@ -685,6 +691,9 @@ class Hub:
         initials: dict[str, Event | bytes] = {}
         failures: list[tuple[str, str]] = []
         try:
+            for req in requests:
+                # From here on, every event of the channel reaches the warming entry.
+                await self.backplane.ready(req.channel)
             for req in requests:
                 channel, w = req.channel, warmers[req.channel]
                 if req.since is not None:
@@ -745,8 +754,13 @@ class Hub:
                 self._enqueue(conn, None, text_frame(initial))
             events = replays.get(channel, [])
             if channel in replays:
-                cut = events[-1].offset if events else req.since.offset  # type: ignore[union-attr]
-                events = events + [e for e in pending if e.offset > cut]
+                cut = events[-1].id if events else req.since
+                assert cut is not None
+                # Live events the replay already holds are dropped (same epoch, offset
+                # not beyond the replay's end).
+                events = events + [
+                    e for e in pending if e.id.epoch != cut.epoch or e.offset > cut.offset
+                ]
             else:
                 events = pending
             conn.allowance += len(events)
@@ -764,7 +778,8 @@ class Hub:
         """Drop subscriptions that were being set up."""
         for req in requests:
             self._discard_warming(conn, req.channel)
-            conn.channels.pop(req.channel, None)
+            if conn.channels.pop(req.channel, _NOT_SUBSCRIBED) is not _NOT_SUBSCRIBED:
+                self._leave(req.channel)
 
     def unsubscribe(self, conn: Connection, channels: Sequence[str]) -> list[str]:
         """Leave ``channels``; returns those that were subscribed."""
@@ -774,8 +789,32 @@ class Hub:
                 continue
             self._rooms.remove(conn, channel)
             self._stop_warming(conn, channel)
+            self._leave(channel)
             removed.append(channel)
         return removed
+
+    def _join(self, channel: str) -> None:
+        self._channel_use[channel] += 1
+        if self._channel_use[channel] == 1:
+            self.backplane.watch(channel)
+
+    def _leave(self, channel: str) -> None:
+        self._channel_use[channel] -= 1
+        if self._channel_use[channel] <= 0:
+            del self._channel_use[channel]
+            self.backplane.unwatch(channel)
+
+    def report_loss(self, channel: str, count: int | None, reason: str) -> None:
+        """Events of ``channel`` were lost before reaching this process (the backplane
+        saw a gap it could not fill): every local subscriber is told at once, with a
+        ``messages_dropped`` message (``count`` null when unknown)."""
+        room = self._rooms.get(channel)
+        conns = set(room) if room is not None else set()
+        conns.update(self._warming.get(channel, {}))
+        data = {"channel": channel, "count": count, "reason": reason}
+        for conn in conns:
+            if not conn.closing:
+                self.send_control(conn, "messages_dropped", data)
 
     # ----------------------------------------------------------------- liveness
 

@@ -296,13 +296,17 @@ def test_python_config_is_checked_like_yaml() -> None:
     assert info.value.path == "realtime.buffer_size"
 
 
-def test_not_yet_available_features_are_refused(tmp_path: Path) -> None:
-    """The Redis backplane is refused when the file is read, not ignored."""
-    e = error_of(tmp_path, "realtime:\n  backplane: redis://127.0.0.1:6379/0\n")
-    assert e.path == "realtime.backplane" and "not available" in e.message
-    with pytest.raises(ConfigError) as info:
-        Realtime(parse_config({"backplane": "redis://127.0.0.1:6379/0"}))
-    assert info.value.path == "realtime.backplane"
+def test_redis_backplane_settings(tmp_path: Path) -> None:
+    """A Redis URL picks the Redis backplane; its key prefix is checked when read."""
+    realtime = Realtime(
+        parse_config({"backplane": "redis://127.0.0.1:6379/0", "redis": {"prefix": "app1"}})
+    )
+    assert realtime.hub.backplane.kind == "redis"
+    assert realtime.config.redis.prefix == "app1"
+    e = error_of(tmp_path, "realtime:\n  backplane: redis://x\n  redis: {prefix: 'a b'}\n")
+    assert e.path == "realtime.redis.prefix" and "no spaces" in e.message
+    e = error_of(tmp_path, "realtime:\n  redis: {prefx: a}\n")
+    assert e.path == "realtime.redis" and "prefx" in e.message
 
 
 def test_from_yaml(tmp_path: Path) -> None:

@@ -176,13 +176,15 @@ async def test_admin_stats(serve: Any) -> None:
             "messages_dropped",
             "slow_disconnects",
             "uptime_s",
+            "workers",
         }
+        assert stats["workers"] == 1  # the memory backplane: this process only
         assert stats["total_clients"] == 2
         assert stats["total_users"] == 0  # no auth: no users
         assert stats["by_channel"] == {"logs": 2, "stats": 1}
         assert stats["by_role"] == {}
         assert stats["messages_sent"] == 4  # 2 connection_established + 2 events
-        assert stats == {**server.realtime.stats(), "uptime_s": stats["uptime_s"]}
+        assert stats == {**server.realtime.stats(), "uptime_s": stats["uptime_s"], "workers": 1}
 
 
 async def test_admin_token(serve: Any) -> None:

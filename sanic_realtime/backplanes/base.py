@@ -2,22 +2,40 @@
 process. Chosen by the ``backplane`` URL (see :func:`sanic_realtime.backplanes.create`).
 
 A backplane gives each published event its id (``epoch:offset``, strictly increasing
-per channel), keeps history for resume, and calls the hub's local fan-out (``deliver``)
-for every event, its own and (once there are several processes) other processes'.
+per channel), keeps history for resume, and hands every event of a channel in use here,
+its own and other processes', to this process's hub (:class:`Local`), in id order.
 """
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from ..events import Event, EventId
 
-__all__ = ["Backplane", "Deliver"]
+__all__ = ["Backplane", "Local"]
 
-#: The hub's local fan-out: queue ``event`` for matching local subscribers, return how many.
-Deliver = Callable[[Event], int]
+
+class Local(Protocol):
+    """What a backplane needs from this process's hub."""
+
+    def deliver(self, event: Event) -> int:
+        """Queue ``event`` for the matching local subscribers; return how many."""
+        ...
+
+    def report_loss(self, channel: str, count: int | None, reason: str) -> None:
+        """Tell ``channel``'s local subscribers that ``count`` events (None: an unknown
+        number) could not be delivered."""
+        ...
+
+    async def disconnect(self, *, user_id: str | None, role: str | None, reason: str) -> int:
+        """Close this process's connections of ``user_id`` / holding ``role``."""
+        ...
+
+    def stats(self) -> dict[str, Any]:
+        """This process's figures (the admin stats route's shape)."""
+        ...
 
 
 class Backplane(abc.ABC):
@@ -25,16 +43,20 @@ class Backplane(abc.ABC):
     kind: str = "?"
 
     def __init__(self) -> None:
-        self._deliver: Deliver | None = None
+        self._local: Local | None = None
 
-    def attach(self, deliver: Deliver) -> None:
+    def attach(self, local: Local) -> None:
         """Called once by the hub before :meth:`start`."""
-        self._deliver = deliver
+        self._local = local
+
+    @property
+    def local(self) -> Local:
+        if self._local is None:
+            raise RuntimeError("backplane used before a hub was attached")
+        return self._local
 
     def deliver(self, event: Event) -> int:
-        if self._deliver is None:
-            raise RuntimeError("backplane used before a hub was attached")
-        return self._deliver(event)
+        return self.local.deliver(event)
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Connect (before the server starts accepting)."""
@@ -42,12 +64,28 @@ class Backplane(abc.ABC):
     async def stop(self) -> None:  # noqa: B027 - optional hook
         """Disconnect and release everything."""
 
+    # ------------------------------------------------------------ channels in use here
+
+    def watch(self, channel: str) -> None:  # noqa: B027 - optional hook
+        """This process now has subscribers of ``channel``: start receiving its events.
+        The hub calls it when the first local subscriber arrives."""
+
+    def unwatch(self, channel: str) -> None:  # noqa: B027 - optional hook
+        """The last local subscriber of ``channel`` left."""
+
+    async def ready(self, channel: str) -> None:  # noqa: B027 - optional hook
+        """Return once every event published from now on reaches :meth:`Local.deliver`
+        (after :meth:`watch`). Raises ``ServerUnavailable`` if it cannot be promised."""
+
+    # ------------------------------------------------------------ publish and history
+
     @abc.abstractmethod
     async def publish(
         self, channel: str, type: str, data: Any, *, user_id: str | None, role: str | None
     ) -> tuple[Event, int]:
         """Give the event its id, record it, deliver it everywhere. Returns the event and
-        the number of local recipients."""
+        the number of this process's recipients. Raises ``ServerUnavailable`` when the
+        event could not be published (then no subscriber anywhere gets it)."""
 
     @abc.abstractmethod
     async def since(self, channel: str, since: EventId) -> list[Event] | None:
@@ -66,6 +104,24 @@ class Backplane(abc.ABC):
         """Remove and return the value of an unexpired ``ticket``; None if there is none.
         Atomic: of two concurrent takers, one gets None (single use)."""
 
+    # ------------------------------------------------------------ cluster-wide
+
+    async def disconnect(self, *, user_id: str | None, role: str | None, reason: str) -> int:
+        """Close the connections of ``user_id`` / holding ``role`` in every process.
+        Returns how many this process closed."""
+        return await self.local.disconnect(user_id=user_id, role=role, reason=reason)
+
+    async def stats(self) -> dict[str, Any]:
+        """The figures of every process, summed (``workers``: how many reported)."""
+        figures = self.local.stats()
+        figures["workers"] = 1
+        return figures
+
+    @property
+    def available(self) -> bool:
+        """False while the backplane cannot publish (new connections are refused)."""
+        return True
+
     def health(self) -> dict[str, Any]:
         """``{"kind": ..., "ok": bool, ...}`` for the health route."""
-        return {"kind": self.kind, "ok": True}
+        return {"kind": self.kind, "ok": self.available}

@@ -23,9 +23,9 @@ __all__ = ["MemoryBackplane", "new_epoch"]
 _ALPHABET = string.ascii_lowercase + string.digits
 
 
-def new_epoch() -> str:
-    """Four random base-36 characters, e.g. ``k3x9``."""
-    return "".join(secrets.choice(_ALPHABET) for _ in range(4))
+def new_epoch(length: int = 4) -> str:
+    """``length`` random base-36 characters, e.g. ``k3x9``."""
+    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
 
 
 class MemoryBackplane(Backplane):

@@ -1,0 +1,778 @@
+"""The Redis backplane: every worker and host shares ids, history, tickets and figures.
+
+The only module that imports ``redis`` (``pip install sanic-realtime[redis]``; redis-py
+uses hiredis to parse replies when it is installed).
+
+Keys and pub/sub channels, all under ``redis.prefix`` (default ``realtime``):
+
+- ``{prefix}:{channel}:meta``   hash: ``e`` the epoch, ``s`` the last offset given out;
+- ``{prefix}:{channel}:stream`` stream: the history, entry id ``<offset>-0``, field ``d``;
+- ``{prefix}:ch:{channel}``     pub/sub: live events of one channel, subscribed by a
+  worker only while it has subscribers of that channel;
+- ``{prefix}:control``          pub/sub: cluster-wide commands (disconnect);
+- ``{prefix}:node:{node}``      string: one worker's figures, refreshed every few seconds;
+- ``{prefix}:ticket:{ticket}``  string: a one-time ticket, with its TTL.
+
+One Lua script assigns the offset (and, for a new history, the epoch), appends to the
+stream and publishes, atomically: ids are strictly increasing across all publishers and
+pub/sub carries events in id order. Each message is ``<header JSON>\\n<envelope>``; the
+header names the publishing worker (``o``) and its publish number (``n``), so a worker
+never delivers its own event twice and can count its own recipients.
+
+A worker tracks the last id it delivered per channel. A live event that is not the next
+one (pub/sub lost messages, e.g. while the listener reconnected) makes it read the missing
+events from the stream and deliver them first; what the stream no longer has is reported
+to the channel's subscribers (``messages_dropped``). A changed epoch (Redis lost its data)
+is reported the same way. Loss is never silent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from ..config import HistoryConfig
+from ..events import Event, EventId, encode_event_parts, utc_timestamp
+from ..exceptions import ServerUnavailable
+from .base import Backplane
+from .memory import new_epoch
+
+__all__ = ["RedisBackplane", "merge_stats"]
+
+logger = logging.getLogger("sanic_realtime")
+
+#: How long a history's epoch and offset counter outlive the channel's last publish.
+#: While they live, a client can resume a quiet channel (``recovered: true``, nothing
+#: missed); once they expire, ids start again under a new epoch.
+META_TTL = 30 * 24 * 3600.0
+#: How often each worker writes its figures (they expire after three periods).
+STATS_INTERVAL = 2.0
+#: Listener reconnect backoff: full jitter, from BACKOFF_BASE doubling up to BACKOFF_CAP.
+BACKOFF_BASE = 0.1
+BACKOFF_CAP = 5.0
+#: The listener pings Redis after this long without traffic, and gives the connection up
+#: (and reconnects) after DEAD_AFTER without any reply.
+PING_INTERVAL = 5.0
+DEAD_AFTER = 15.0
+#: How long publish() waits for its own event to come back through pub/sub when events
+#: published before it are still in flight (to deliver in order and count recipients).
+OWN_EVENT_TIMEOUT = 2.0
+#: How long a new subscription waits for Redis to confirm the pub/sub subscription.
+READY_TIMEOUT = 5.0
+
+# KEYS: meta, stream. ARGV: new epoch, history size, history ttl (ms), meta ttl (ms),
+# pub/sub channel, header, envelope before the id, envelope after the id.
+_PUBLISH = """
+local epoch = redis.call('HGET', KEYS[1], 'e')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'e', epoch, 's', 0)
+end
+local offset = redis.call('HINCRBY', KEYS[1], 's', 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+local msg = ARGV[6] .. '\\n' .. ARGV[7] .. epoch .. ':' .. string.format('%d', offset) .. ARGV[8]
+if tonumber(ARGV[2]) > 0 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], string.format('%d-0', offset), 'd', msg)
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+end
+redis.call('PUBLISH', ARGV[5], msg)
+return {epoch, offset}
+"""
+
+
+class _Head(msgspec.Struct, array_like=True):
+    """The header of a message: who published it and whom it targets."""
+
+    o: str  # origin: the publishing worker
+    n: int  # that worker's publish number
+    t: float  # publish time (Unix seconds)
+    u: str | None = None  # target user_id
+    r: str | None = None  # target role
+
+
+class _Envelope(msgspec.Struct):
+    type: str
+    channel: str
+    id: str
+    data: Any = None
+
+
+class _Control(msgspec.Struct, forbid_unknown_fields=True):
+    o: str
+    op: str
+    user_id: str | None = None
+    role: str | None = None
+    reason: str = ""
+
+
+_head_encoder = msgspec.json.Encoder()
+_head_decoder = msgspec.json.Decoder(_Head)
+_envelope_decoder = msgspec.json.Decoder(_Envelope)
+_control_decoder = msgspec.json.Decoder(_Control)
+_json = msgspec.json.Encoder()
+
+
+class _Channel:
+    """A channel this worker has subscribers of."""
+
+    __slots__ = ("filling", "last", "name", "ready")
+
+    def __init__(self, name: bytes) -> None:
+        self.name = name
+        #: The id of the last event delivered here (None: none since the subscription).
+        self.last: EventId | None = None
+        #: Set while Redis has confirmed the pub/sub subscription.
+        self.ready = asyncio.Event()
+        #: True while the listener reads missed events from the stream.
+        self.filling = False
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+_COUNTS = ("total_clients", "total_users", "messages_sent", "messages_dropped", "slow_disconnects")
+
+
+def merge_stats(figures: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Sum the figures of several workers: counts add up, ``by_channel`` and ``by_role``
+    add up per key, ``uptime_s`` is the oldest worker's. ``total_users`` is a sum too, so a
+    user connected to two workers counts twice."""
+    total: dict[str, Any] = {
+        "total_clients": 0,
+        "total_users": 0,
+        "by_channel": {},
+        "by_role": {},
+        "messages_sent": 0,
+        "messages_dropped": 0,
+        "slow_disconnects": 0,
+        "uptime_s": 0.0,
+    }
+    for f in figures:
+        for key in _COUNTS:
+            total[key] += int(f.get(key, 0))
+        for key in ("by_channel", "by_role"):
+            for name, n in dict(f.get(key, {})).items():
+                total[key][name] = total[key].get(name, 0) + int(n)
+        total["uptime_s"] = max(total["uptime_s"], float(f.get("uptime_s", 0.0)))
+    total["workers"] = len(figures)
+    return total
+
+
+def _unavailable(error: BaseException) -> ServerUnavailable:
+    return ServerUnavailable(
+        f"the Redis backplane is unavailable ({type(error).__name__}: {error})",
+        code="backplane_unavailable",
+    )
+
+
+class RedisBackplane(Backplane):
+    kind = "redis"
+
+    def __init__(
+        self,
+        url: str,
+        histories: Mapping[str, HistoryConfig],
+        *,
+        prefix: str = "realtime",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__()
+        self.url = url
+        self.prefix = prefix
+        self._histories = dict(histories)
+        self._clock = clock
+        #: This worker, as named in message headers and figures.
+        self.node = f"{socket.gethostname()}:{os.getpid()}:{new_epoch(4)}"
+        self._seq = itertools.count(1)
+        self._redis: Any = None
+        self._script: Any = None
+        self._chans: dict[str, _Channel] = {}
+        self._by_name: dict[bytes, str] = {}
+        self._control_name = f"{prefix}:control".encode()
+        #: pub/sub (un)subscribe commands sent and not yet confirmed, per name.
+        self._unconfirmed: dict[bytes, int] = {}
+        self._pubsub: Any = None
+        self._pubsub_lock = asyncio.Lock()
+        #: publish number -> the future of its local recipient count.
+        self._waiters: dict[int, asyncio.Future[int]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._listener: asyncio.Task[None] | None = None
+        self._reporter: asyncio.Task[None] | None = None
+        self._connected = False  # the listener is subscribed
+        self._commands_ok = False  # the last command succeeded
+        self._last_error: str | None = None
+        self.reconnects = 0
+
+    # ------------------------------------------------------------------ keys
+
+    def _meta(self, channel: str) -> str:
+        return f"{self.prefix}:{channel}:meta"
+
+    def _stream(self, channel: str) -> str:
+        return f"{self.prefix}:{channel}:stream"
+
+    def _pubsub_name(self, channel: str) -> bytes:
+        return f"{self.prefix}:ch:{channel}".encode()
+
+    def _node_key(self, node: str) -> str:
+        return f"{self.prefix}:node:{node}"
+
+    def _ticket_key(self, ticket: str) -> str:
+        return f"{self.prefix}:ticket:{ticket}"
+
+    @property
+    def redis(self) -> Any:  # redis-py's reply types are too loose to be useful here
+        if self._redis is None:
+            raise ServerUnavailable(
+                "the Redis backplane is not started", code="backplane_unavailable"
+            )
+        return self._redis
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        # No retries inside redis-py: a failed command surfaces at once (publish answers
+        # 503; nothing is published twice), and the listener reconnects by itself. A
+        # pooled connection that Redis closed is replaced when it is next taken.
+        self._redis = aioredis.Redis.from_url(
+            self.url,
+            socket_connect_timeout=2.0,
+            socket_timeout=5.0,
+            socket_keepalive=True,
+            retry=Retry(NoBackoff(), 0),
+        )
+        self._script = self._redis.register_script(_PUBLISH)
+        try:
+            await self._redis.ping()
+            self._ok()
+        except (RedisError, OSError) as e:
+            self._fail(e)
+            logger.warning(
+                "Redis backplane %s unreachable at start-up (%s); retrying in the "
+                "background, health answers 503 until it is back",
+                redact_url(self.url),
+                e,
+            )
+        self._listener = asyncio.create_task(self._listen_forever(), name="realtime-redis-listener")
+        self._reporter = asyncio.create_task(self._report_forever(), name="realtime-redis-stats")
+
+    async def stop(self) -> None:
+        for task in (self._listener, self._reporter, *self._tasks):
+            if task is not None:
+                task.cancel()
+        for task in (self._listener, self._reporter, *self._tasks):
+            if task is not None:
+                with contextlib.suppress(BaseException):
+                    await task
+        self._listener = self._reporter = None
+        self._connected = False
+        if self._redis is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._redis.delete(self._node_key(self.node))
+            await self._redis.aclose()
+            self._redis = None
+
+    def _ok(self) -> None:
+        self._commands_ok = True
+
+    def _fail(self, error: BaseException) -> None:
+        self._commands_ok = False
+        self._last_error = f"{type(error).__name__}: {error}"
+
+    @property
+    def available(self) -> bool:
+        return self._connected and self._commands_ok
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "ok": self.available,
+            "url": redact_url(self.url),
+            "node": self.node,
+            "listener": "connected" if self._connected else "reconnecting",
+            "reconnects": self.reconnects,
+            "last_error": self._last_error,
+            "channels": len(self._chans),
+        }
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ channels in use
+
+    def watch(self, channel: str) -> None:
+        if channel in self._chans:
+            return
+        name = self._pubsub_name(channel)
+        self._chans[channel] = _Channel(name)
+        self._by_name[name] = channel
+        if self._pubsub is not None:
+            self._spawn(self._command(self._pubsub, "SUBSCRIBE", name))
+
+    def unwatch(self, channel: str) -> None:
+        chan = self._chans.pop(channel, None)
+        if chan is None:
+            return
+        del self._by_name[chan.name]
+        if self._pubsub is not None:
+            self._spawn(self._command(self._pubsub, "UNSUBSCRIBE", chan.name))
+
+    async def _command(self, pubsub: Any, command: str, name: bytes) -> None:
+        # The lock is FIFO, so commands go out in the order watch/unwatch asked for them.
+        async with self._pubsub_lock:
+            if pubsub is not self._pubsub:
+                return  # reconnected meanwhile: the new subscription covers it
+            self._unconfirmed[name] = self._unconfirmed.get(name, 0) + 1
+            try:
+                await pubsub.execute_command(command, name)
+            except (RedisError, OSError) as e:
+                logger.debug("pub/sub %s %r failed: %s (the listener reconnects)", command, name, e)
+
+    async def ready(self, channel: str) -> None:
+        chan = self._chans.get(channel)
+        if chan is None:
+            raise RuntimeError(f"ready({channel!r}) before watch()")
+        if chan.ready.is_set():
+            return
+        try:
+            await asyncio.wait_for(chan.ready.wait(), READY_TIMEOUT)
+        except TimeoutError:
+            raise ServerUnavailable(
+                f"the Redis backplane did not confirm the subscription to {channel!r} within "
+                f"{READY_TIMEOUT:g}s ({self._last_error or 'no reply'})",
+                code="backplane_unavailable",
+            ) from None
+
+    # ------------------------------------------------------------------ publish
+
+    async def publish(
+        self, channel: str, type: str, data: Any, *, user_id: str | None, role: str | None
+    ) -> tuple[Event, int]:
+        now = self._clock()
+        # Encoding first: if data cannot be encoded, nothing reaches Redis.
+        env_head, env_tail = encode_event_parts(channel, type, utc_timestamp(now), data)
+        seq = next(self._seq)
+        header = _head_encoder.encode(_Head(self.node, seq, now, user_id, role))
+        history = self._histories[channel]
+        chan = self._chans.get(channel)
+        waiter: asyncio.Future[int] | None = None
+        if chan is not None and chan.ready.is_set():
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters[seq] = waiter
+        try:
+            try:
+                epoch_b, offset = await self._script(
+                    keys=[self._meta(channel), self._stream(channel)],
+                    args=[
+                        new_epoch(6),
+                        history.size,
+                        max(1, int(history.ttl * 1000)),
+                        int(max(META_TTL, history.ttl) * 1000),
+                        self._pubsub_name(channel),
+                        header,
+                        env_head,
+                        env_tail,
+                    ],
+                )
+            except (RedisError, OSError) as e:
+                self._fail(e)
+                raise _unavailable(e) from None
+            self._ok()
+            epoch = epoch_b.decode() if isinstance(epoch_b, bytes) else str(epoch_b)
+            event_id = EventId(epoch, int(offset))
+            event = Event(
+                channel,
+                type,
+                event_id,
+                now,
+                data,
+                user_id=user_id,
+                role=role,
+                payload=env_head + str(event_id).encode() + env_tail,
+            )
+            if waiter is None:
+                return event, 0  # nobody here listens to this channel
+            if not waiter.done():
+                chan = self._chans.get(channel)
+                last = chan.last if chan is not None else None
+                if (
+                    chan is not None
+                    and not chan.filling
+                    and last is not None
+                    and last.epoch == epoch
+                    and last.offset == event_id.offset - 1
+                ):
+                    # The next event here: deliver now; its pub/sub copy will be a duplicate.
+                    waiter.set_result(self._deliver(chan, event))
+            try:
+                # Else events published before it are in flight: it is delivered, in
+                # order, when its pub/sub copy arrives.
+                return event, await asyncio.wait_for(waiter, OWN_EVENT_TIMEOUT)
+            except TimeoutError:
+                logger.warning(
+                    "event %s on %r did not come back through Redis pub/sub within %gs; "
+                    "its local recipients are not counted",
+                    event_id,
+                    channel,
+                    OWN_EVENT_TIMEOUT,
+                )
+                return event, 0
+        finally:
+            self._waiters.pop(seq, None)
+
+    def _deliver(self, chan: _Channel, event: Event) -> int:
+        """Deliver ``event`` here unless it was already; keeps ids increasing."""
+        last = chan.last
+        if last is not None and last.epoch == event.id.epoch and event.offset <= last.offset:
+            return 0
+        chan.last = event.id
+        return self.local.deliver(event)
+
+    # ------------------------------------------------------------------ history
+
+    def _decode(self, raw: bytes) -> tuple[_Head, Event]:
+        header, sep, envelope = raw.partition(b"\n")
+        if not sep:
+            raise ValueError("no header")
+        head = _head_decoder.decode(header)
+        env = _envelope_decoder.decode(envelope)
+        event = Event(
+            env.channel,
+            env.type,
+            EventId.parse(env.id),
+            head.t,
+            env.data,
+            user_id=head.u,
+            role=head.r,
+            payload=envelope,
+        )
+        return head, event
+
+    def _decode_entries(self, entries: list[Any]) -> list[Event]:
+        events = []
+        for _entry_id, fields in entries:
+            raw = fields.get(b"d")
+            try:
+                events.append(self._decode(raw)[1])
+            except (ValueError, msgspec.DecodeError, TypeError) as e:
+                logger.error("skipping an undecodable history entry: %s", e)
+        return events
+
+    async def since(self, channel: str, since: EventId) -> list[Event] | None:
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hmget(self._meta(channel), ["e", "s"])
+                pipe.xrange(self._stream(channel), min=f"{since.offset + 1}-0", max="+")
+                (epoch_b, top_b), entries = await pipe.execute()
+        except (RedisError, OSError) as e:
+            self._fail(e)
+            raise _unavailable(e) from None
+        self._ok()
+        if epoch_b is None or epoch_b.decode() != since.epoch:
+            return None
+        top = int(top_b)
+        if since.offset > top:
+            return None
+        if since.offset == top:
+            return []
+        events = [e for e in self._decode_entries(entries) if e.offset <= top]
+        want = top - since.offset
+        if len(events) != want or events[0].offset != since.offset + 1:
+            return None  # trimmed (size) or expired
+        if events[0].time < self._clock() - self._histories[channel].ttl:
+            return None  # older than history.ttl, as the memory backplane would say
+        return events
+
+    async def last(self, channel: str, match: Callable[[Event], bool]) -> Event | None:
+        horizon = self._clock() - self._histories[channel].ttl
+        upper = "+"
+        try:
+            while True:
+                entries = await self.redis.xrevrange(
+                    self._stream(channel), max=upper, min="-", count=100
+                )
+                for event in self._decode_entries(entries):
+                    if event.time < horizon:
+                        return None
+                    if match(event):
+                        return event
+                if len(entries) < 100:
+                    return None
+                upper = "(" + entries[-1][0].decode()
+        except (RedisError, OSError) as e:
+            self._fail(e)
+            raise _unavailable(e) from None
+
+    # ------------------------------------------------------------------ tickets
+
+    async def put_ticket(self, ticket: str, value: bytes, ttl: float) -> None:
+        try:
+            await self.redis.set(self._ticket_key(ticket), value, px=max(1, int(ttl * 1000)))
+        except (RedisError, OSError) as e:
+            self._fail(e)
+            raise _unavailable(e) from None
+
+    async def take_ticket(self, ticket: str) -> bytes | None:
+        try:
+            value = await self.redis.getdel(self._ticket_key(ticket))
+        except (RedisError, OSError) as e:
+            self._fail(e)
+            raise _unavailable(e) from None
+        return value if isinstance(value, bytes) else None
+
+    # ------------------------------------------------------------------ cluster-wide
+
+    async def disconnect(self, *, user_id: str | None, role: str | None, reason: str) -> int:
+        command = _Control(self.node, "disconnect", user_id, role, reason)
+        try:
+            await self.redis.publish(self._control_name, _json.encode(command))
+        except (RedisError, OSError) as e:
+            self._fail(e)
+            raise _unavailable(e) from None
+        return await self.local.disconnect(user_id=user_id, role=role, reason=reason)
+
+    def _own_figures(self) -> dict[str, Any]:
+        figures = self.local.stats()
+        figures["node"] = self.node
+        return figures
+
+    async def stats(self) -> dict[str, Any]:
+        own = self._own_figures()
+        try:
+            keys = [k async for k in self.redis.scan_iter(match=self._node_key("*"), count=1000)]
+            values = await self.redis.mget(keys) if keys else []
+        except (RedisError, OSError) as e:
+            self._fail(e)
+            merged = merge_stats([own])
+            merged["complete"] = False
+            merged["error"] = f"other workers' figures are unavailable ({e})"
+            return merged
+        figures: list[Mapping[str, Any]] = [own]
+        for value in values:
+            if value is None:
+                continue
+            try:
+                other = msgspec.json.decode(value)
+            except msgspec.DecodeError:
+                continue
+            if isinstance(other, dict) and other.get("node") != self.node:
+                figures.append(other)
+        merged = merge_stats(figures)
+        merged["complete"] = True
+        return merged
+
+    async def _report_forever(self) -> None:
+        """Write this worker's figures every STATS_INTERVAL (they expire unless renewed);
+        doubles as the health probe of the command connection."""
+        while True:
+            try:
+                await self.redis.set(
+                    self._node_key(self.node),
+                    _json.encode(self._own_figures()),
+                    px=int(STATS_INTERVAL * 3000),
+                )
+                self._ok()
+            except (RedisError, OSError) as e:
+                self._fail(e)
+            await asyncio.sleep(STATS_INTERVAL)
+
+    # ------------------------------------------------------------------ the listener
+
+    async def _listen_forever(self) -> None:
+        attempt = 0
+        while True:
+            redis = self.redis
+            pubsub = redis.pubsub()
+            try:
+                async with self._pubsub_lock:
+                    # Set first: a watch() from now on queues its own SUBSCRIBE behind
+                    # this one; the channels watched before are in this one.
+                    self._pubsub = pubsub
+                    names = [self._control_name] + [c.name for c in self._chans.values()]
+                    self._unconfirmed = dict.fromkeys(names, 1)
+                    await pubsub.execute_command("SUBSCRIBE", *names)
+                await self._read(pubsub)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # RedisError, OSError, or a bug: reconnect either way
+                if self._connected or attempt == 0:
+                    logger.warning("Redis backplane listener lost its connection: %s", e)
+                self._fail(e)
+            finally:
+                if self._connected:
+                    attempt = 0  # it worked for a while: start the backoff again
+                self._pubsub = None
+                self._connected = False
+                for chan in self._chans.values():
+                    chan.ready.clear()
+                with contextlib.suppress(BaseException):
+                    await pubsub.aclose()
+            # Full jitter: a fleet of workers does not come back in lockstep.
+            delay = random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))
+            attempt = min(attempt + 1, 16)
+            self.reconnects += 1
+            await asyncio.sleep(delay)
+
+    async def _read(self, pubsub: Any) -> None:
+        loop = asyncio.get_running_loop()
+        heard = loop.time()
+        pinged = False
+        while True:
+            message = await pubsub.get_message(timeout=1.0)
+            now = loop.time()
+            if message is None:
+                if now - heard > DEAD_AFTER:
+                    raise TimeoutError(f"no reply from Redis for {DEAD_AFTER:g}s")
+                if now - heard > PING_INTERVAL and not pinged:
+                    pinged = True
+                    await pubsub.ping()
+                continue
+            heard, pinged = now, False
+            kind = message["type"]
+            if kind == "message":
+                await self._on_message(message["channel"], message["data"])
+            elif kind in ("subscribe", "unsubscribe"):
+                await self._on_confirm(kind, message["channel"])
+
+    async def _on_confirm(self, kind: str, name: bytes) -> None:
+        left = self._unconfirmed.get(name, 1) - 1
+        if left > 0:
+            self._unconfirmed[name] = left
+            return
+        self._unconfirmed.pop(name, None)
+        if kind != "subscribe":
+            return
+        if name == self._control_name:
+            if self.reconnects:
+                logger.warning("Redis backplane listener (re)connected")
+            self._connected = True
+            self._ok()
+            return
+        channel = self._by_name.get(name)
+        chan = self._chans.get(channel) if channel is not None else None
+        if chan is None or channel is None:
+            return
+        if chan.last is not None:
+            await self._catch_up(channel, chan)  # events published while not subscribed
+        chan.ready.set()
+
+    async def _on_message(self, name: bytes, raw: bytes) -> None:
+        if name == self._control_name:
+            self._on_control(raw)
+            return
+        channel = self._by_name.get(name)
+        chan = self._chans.get(channel) if channel is not None else None
+        if chan is None or channel is None:
+            return  # unsubscribed meanwhile
+        try:
+            head, event = self._decode(raw)
+        except (ValueError, msgspec.DecodeError, TypeError) as e:
+            logger.error("ignoring an undecodable message on %r: %s", name, e)
+            return
+        last = chan.last
+        if last is not None and last.epoch == event.id.epoch:
+            if event.offset <= last.offset:
+                return  # delivered already (our own event, or a fill read it)
+            if event.offset > last.offset + 1:
+                await self._fill(channel, chan, last.offset, event.offset - 1, event.id.epoch)
+        elif last is not None:
+            self._reset(channel, chan, event.id.epoch)
+            if event.offset > 1:
+                await self._fill(channel, chan, 0, event.offset - 1, event.id.epoch)
+        count = self._deliver(chan, event)
+        if head.o == self.node:
+            waiter = self._waiters.get(head.n)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(count)
+
+    def _reset(self, channel: str, chan: _Channel, epoch: str) -> None:
+        """The history restarted under a new epoch (Redis lost its data, or the channel
+        was quiet longer than META_TTL): what was in flight cannot be known."""
+        logger.warning("history of %r restarted (epoch %s -> %s)", channel, chan.last, epoch)
+        self.local.report_loss(channel, None, "history_reset")
+        chan.last = EventId(epoch, 0)
+
+    async def _fill(self, channel: str, chan: _Channel, after: int, upto: int, epoch: str) -> None:
+        """Deliver the events ``after < offset <= upto`` of ``epoch`` from the stream, and
+        report those it no longer has."""
+        chan.filling = True
+        try:
+            entries = await self.redis.xrange(
+                self._stream(channel), min=f"{after + 1}-0", max=f"{upto}-0"
+            )
+        except (RedisError, OSError) as e:
+            self._fail(e)
+            raise  # the listener reconnects and catches up from chan.last
+        finally:
+            chan.filling = False
+        expected = after + 1
+        for event in self._decode_entries(entries):
+            if event.id.epoch != epoch or event.offset < expected:
+                continue
+            if event.offset > expected:
+                self.local.report_loss(channel, event.offset - expected, "backplane_gap")
+            self._deliver(chan, event)
+            expected = event.offset + 1
+        if expected <= upto:
+            self.local.report_loss(channel, upto - expected + 1, "backplane_gap")
+            chan.last = EventId(epoch, upto)
+        logger.info("caught up %r from the stream (offsets %d..%d)", channel, after + 1, upto)
+
+    async def _catch_up(self, channel: str, chan: _Channel) -> None:
+        """After a reconnect: deliver what was published while the listener was away."""
+        last = chan.last
+        if last is None:
+            return
+        epoch_b, top_b = await self.redis.hmget(self._meta(channel), ["e", "s"])
+        if epoch_b is None:
+            self._reset(channel, chan, "")
+            chan.last = None
+            return
+        epoch, top = epoch_b.decode(), int(top_b)
+        if epoch != last.epoch:
+            self._reset(channel, chan, epoch)
+            after = 0
+        else:
+            after = last.offset
+        if top > after:
+            await self._fill(channel, chan, after, top, epoch)
+
+    def _on_control(self, raw: bytes) -> None:
+        try:
+            command = _control_decoder.decode(raw)
+        except msgspec.DecodeError as e:
+            logger.error("ignoring an undecodable control message: %s", e)
+            return
+        if command.o == self.node:
+            return  # done locally when it was sent
+        if command.op == "disconnect":
+            self._spawn(
+                self.local.disconnect(
+                    user_id=command.user_id, role=command.role, reason=command.reason
+                )
+            )
