@@ -159,7 +159,7 @@ _COUNTS = ("total_clients", "total_users", "messages_sent", "messages_dropped", 
 def merge_stats(figures: list[Mapping[str, Any]]) -> dict[str, Any]:
     """Sum the figures of several workers: counts add up, ``by_channel`` and ``by_role``
     add up per key, ``uptime_s`` is the oldest worker's. ``total_users`` is a sum too, so a
-    user connected to two workers counts twice."""
+    user connected to two workers counts twice. ``by_worker``: each worker's clients."""
     total: dict[str, Any] = {
         "total_clients": 0,
         "total_users": 0,
@@ -178,6 +178,7 @@ def merge_stats(figures: list[Mapping[str, Any]]) -> dict[str, Any]:
                 total[key][name] = total[key].get(name, 0) + int(n)
         total["uptime_s"] = max(total["uptime_s"], float(f.get("uptime_s", 0.0)))
     total["workers"] = len(figures)
+    total["by_worker"] = {str(f.get("node", "?")): int(f.get("total_clients", 0)) for f in figures}
     return total
 
 
@@ -225,6 +226,8 @@ class RedisBackplane(Backplane):
         self._commands_ok = False  # the last command succeeded
         self._last_error: str | None = None
         self.reconnects = 0
+        #: Events delivered from the stream because pub/sub missed them.
+        self.recovered_from_stream = 0
 
     # ------------------------------------------------------------------ keys
 
@@ -263,6 +266,8 @@ class RedisBackplane(Backplane):
             socket_timeout=5.0,
             socket_keepalive=True,
             retry=Retry(NoBackoff(), 0),
+            # CLIENT LIST shows which worker each connection belongs to.
+            client_name=f"sanic-realtime:{self.prefix}:{self.node}",
         )
         self._script = self._redis.register_script(_PUBLISH)
         try:
@@ -314,6 +319,7 @@ class RedisBackplane(Backplane):
             "node": self.node,
             "listener": "connected" if self._connected else "reconnecting",
             "reconnects": self.reconnects,
+            "recovered_from_stream": self.recovered_from_stream,
             "last_error": self._last_error,
             "channels": len(self._chans),
         }
@@ -736,7 +742,10 @@ class RedisBackplane(Backplane):
                 continue
             if event.offset > expected:
                 self.local.report_loss(channel, event.offset - expected, "backplane_gap")
-            self._deliver(chan, event)
+            last = chan.last
+            if last is None or last.epoch != epoch or event.offset > last.offset:
+                self._deliver(chan, event)
+                self.recovered_from_stream += 1
             expected = event.offset + 1
         if expected <= upto:
             self.local.report_loss(channel, upto - expected + 1, "backplane_gap")
