@@ -52,7 +52,7 @@ from ..exceptions import ServerUnavailable
 from .base import Backplane
 from .memory import new_epoch
 
-__all__ = ["RedisBackplane", "merge_stats"]
+__all__ = ["Publication", "RedisBackplane", "merge_stats"]
 
 logger = logging.getLogger("sanic_realtime")
 
@@ -126,6 +126,16 @@ _head_decoder = msgspec.json.Decoder(_Head)
 _envelope_decoder = msgspec.json.Decoder(_Envelope)
 _control_decoder = msgspec.json.Decoder(_Control)
 _json = msgspec.json.Encoder()
+
+
+class Publication(msgspec.Struct):
+    """One prepared publish: the script's keys and arguments (see :data:`_PUBLISH`)."""
+
+    seq: int
+    time: float
+    envelope: tuple[bytes, bytes]
+    keys: list[str]
+    args: list[Any]
 
 
 class _Channel:
@@ -376,50 +386,60 @@ class RedisBackplane(Backplane):
 
     # ------------------------------------------------------------------ publish
 
+    def prepare(
+        self, channel: str, type: str, data: Any, *, user_id: str | None, role: str | None
+    ) -> Publication:
+        """Everything a publish sends to Redis, encoded (``TypeError`` if ``data`` cannot
+        be: then nothing reaches Redis and no id is used up)."""
+        now = self._clock()
+        env_head, env_tail = encode_event_parts(channel, type, utc_timestamp(now), data)
+        seq = next(self._seq)
+        history = self._histories[channel]
+        return Publication(
+            seq=seq,
+            time=now,
+            envelope=(env_head, env_tail),
+            keys=[self._meta(channel), self._stream(channel)],
+            args=[
+                new_epoch(6),
+                history.size,
+                max(1, int(history.ttl * 1000)),
+                int(max(META_TTL, history.ttl) * 1000),
+                self._pubsub_name(channel),
+                _head_encoder.encode(_Head(self.node, seq, now, user_id, role)),
+                env_head,
+                env_tail,
+            ],
+        )
+
     async def publish(
         self, channel: str, type: str, data: Any, *, user_id: str | None, role: str | None
     ) -> tuple[Event, int]:
-        now = self._clock()
-        # Encoding first: if data cannot be encoded, nothing reaches Redis.
-        env_head, env_tail = encode_event_parts(channel, type, utc_timestamp(now), data)
-        seq = next(self._seq)
-        header = _head_encoder.encode(_Head(self.node, seq, now, user_id, role))
-        history = self._histories[channel]
+        pub = self.prepare(channel, type, data, user_id=user_id, role=role)
         chan = self._chans.get(channel)
         waiter: asyncio.Future[int] | None = None
         if chan is not None and chan.ready.is_set():
             waiter = asyncio.get_running_loop().create_future()
-            self._waiters[seq] = waiter
+            self._waiters[pub.seq] = waiter
         try:
             try:
-                epoch_b, offset = await self._script(
-                    keys=[self._meta(channel), self._stream(channel)],
-                    args=[
-                        new_epoch(6),
-                        history.size,
-                        max(1, int(history.ttl * 1000)),
-                        int(max(META_TTL, history.ttl) * 1000),
-                        self._pubsub_name(channel),
-                        header,
-                        env_head,
-                        env_tail,
-                    ],
-                )
+                epoch_b, offset = await self._script(keys=pub.keys, args=pub.args)
             except (RedisError, OSError) as e:
                 self._fail(e)
                 raise _unavailable(e) from None
             self._ok()
             epoch = epoch_b.decode() if isinstance(epoch_b, bytes) else str(epoch_b)
             event_id = EventId(epoch, int(offset))
+            head, tail = pub.envelope
             event = Event(
                 channel,
                 type,
                 event_id,
-                now,
+                pub.time,
                 data,
                 user_id=user_id,
                 role=role,
-                payload=env_head + str(event_id).encode() + env_tail,
+                payload=head + str(event_id).encode() + tail,
             )
             if waiter is None:
                 return event, 0  # nobody here listens to this channel
@@ -449,7 +469,7 @@ class RedisBackplane(Backplane):
                 )
                 return event, 0
         finally:
-            self._waiters.pop(seq, None)
+            self._waiters.pop(pub.seq, None)
 
     def _deliver(self, chan: _Channel, event: Event) -> int:
         """Deliver ``event`` here unless it was already; keeps ids increasing."""

@@ -1,0 +1,47 @@
+"""The app the scale-out tests run with the real `sanic` command line, one per process:
+
+    RT_BACKPLANE=redis://... RT_PREFIX=rt-test-x python -m sanic tests.scale_app:create_app \\
+        --factory --single-process --port 8001
+
+BASE's channels (see conftest.py), JWT auth on the test secret, a static admin token, and
+a ``POST /kick?user_id=`` route that calls ``realtime.disconnect``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from sanic import Request, Sanic
+from sanic.response import HTTPResponse, json
+
+from sanic_realtime import Realtime
+from sanic_realtime.config import parse_config
+
+from .conftest import BASE
+from .tokens import SECRET
+
+ADMIN_TOKEN = "scale-admin-token-" + "y" * 20
+
+
+def create_app() -> Sanic:
+    config = parse_config(
+        {
+            **BASE,
+            "backplane": os.environ.get("RT_BACKPLANE", "memory"),
+            "redis": {"prefix": os.environ.get("RT_PREFIX", "realtime")},
+            "auth": {"mode": "jwt", "jwt_secret": SECRET},
+            "admin": {"token": ADMIN_TOKEN},
+            "heartbeat_interval": "5s",
+        }
+    )
+    realtime = Realtime(config)
+    app = Sanic("scale_app")
+    app.config.AUTO_EXTEND = False
+    app.blueprint(realtime.blueprint)
+
+    @app.post("/kick")
+    async def kick(request: Request) -> HTTPResponse:
+        closed = await realtime.disconnect(user_id=request.args.get("user_id"))
+        return json({"closed_here": closed})
+
+    return app
