@@ -218,3 +218,47 @@ async def test_stats_include_this_worker(pair: tuple[Backplane, Recorder]) -> No
     stats = await backplane.stats()
     assert stats["workers"] == 1 and stats["total_clients"] == 1
     assert stats["by_channel"] == {"logs": 1}
+
+
+async def test_a_channel_can_be_left_and_joined_again(pair: tuple[Backplane, Recorder]) -> None:
+    backplane, recorder = pair
+    await listen(backplane, "logs")
+    backplane.unwatch("logs")
+    await listen(backplane, "logs")
+    events = await publish(backplane, "logs", 3)
+    await recorder.wait_for(3)
+    await asyncio.sleep(0.1)
+    assert [e.id for e in recorder.events] == [e.id for e in events]
+
+
+async def test_redis_subscribes_only_to_channels_in_use() -> None:
+    """One pub/sub subscription per channel with local subscribers, none for the others."""
+    import redis.asyncio as aioredis
+
+    from sanic_realtime.backplanes.redis import RedisBackplane
+
+    url, prefix = redis_url(), new_prefix()
+    backplane = RedisBackplane(url, HISTORIES, prefix=prefix)
+    recorder = Recorder()
+    backplane.attach(recorder)
+    await backplane.start()
+    admin = aioredis.Redis.from_url(url)
+
+    async def subscribed() -> list[str]:
+        names = await admin.pubsub_channels(f"{prefix}:ch:*")
+        return sorted(n.decode().rpartition(":")[2] for n in names)
+
+    try:
+        await listen(backplane, "logs")
+        await listen(backplane, "small")
+        assert await subscribed() == ["logs", "small"]
+        await publish(backplane, "none", 1)  # published, but nobody here listens
+        assert recorder.events == []
+        backplane.unwatch("small")
+        async with asyncio.timeout(5):
+            while await subscribed() != ["logs"]:
+                await asyncio.sleep(0.05)
+    finally:
+        await admin.aclose()
+        await backplane.stop()
+        await delete_prefix(url, prefix)

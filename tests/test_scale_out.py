@@ -69,6 +69,12 @@ async def test_an_event_published_on_one_instance_reaches_clients_on_the_other(
         # Filters apply on the receiving worker.
         await broadcast(a, "logs", {"level": "info", "message": "fine"})
         await no_message(on_b)
+    # initial: last reads the shared history: published on A, first thing seen on B.
+    await broadcast(a, "stats", {"total": 7})
+    async with client(b, "/ws/stats") as ws:
+        await recv_until(ws, "connection_established")
+        initial = await recv_json(ws)
+        assert initial["type"] == "initial_state" and initial["data"] == {"total": 7}
 
 
 async def test_publishers_on_both_instances_share_one_order(start: Start) -> None:

@@ -37,3 +37,4 @@ async def test_several_workers_on_memory_backplane_are_refused() -> None:
     text = " ".join(output.decode(errors="replace").split())
     assert process.returncode != 0
     assert "cannot run 2 workers on the memory backplane" in text
+    assert "Set a Redis URL" in text and "redis://127.0.0.1:6379/0" in text
