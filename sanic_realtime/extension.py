@@ -64,7 +64,10 @@ class Realtime:
     ) -> PublishResult:
         """Publish an event to ``channel``'s subscribers: all of them, or only the
         connections of ``user_id`` and/or those holding ``role`` (either suffices).
-        Returns its ``id`` and this process's ``recipients``."""
+        Returns its ``id`` and this process's ``recipients`` (with the Redis backplane,
+        other workers' clients get it too but are not counted). Raises
+        ``ServerUnavailable`` (code ``backplane_unavailable``) when Redis cannot be
+        reached: then nobody gets the event."""
         return await self.hub.publish(
             channel, type, data, user_id=None if user_id is None else str(user_id), role=role
         )
