@@ -113,6 +113,10 @@ class _Envelope(msgspec.Struct):
     data: Any = None
 
 
+class _IdOnly(msgspec.Struct):
+    id: str
+
+
 class _Control(msgspec.Struct, forbid_unknown_fields=True):
     o: str
     op: str
@@ -124,6 +128,7 @@ class _Control(msgspec.Struct, forbid_unknown_fields=True):
 _head_encoder = msgspec.json.Encoder()
 _head_decoder = msgspec.json.Decoder(_Head)
 _envelope_decoder = msgspec.json.Decoder(_Envelope)
+_id_decoder = msgspec.json.Decoder(_IdOnly)
 _control_decoder = msgspec.json.Decoder(_Control)
 _json = msgspec.json.Encoder()
 
@@ -454,7 +459,9 @@ class RedisBackplane(Backplane):
                     and last.offset == event_id.offset - 1
                 ):
                     # The next event here: deliver now; its pub/sub copy will be a duplicate.
-                    waiter.set_result(self._deliver(chan, event))
+                    return event, self._deliver(chan, event)
+            else:
+                return event, waiter.result()  # its pub/sub copy came first
             try:
                 # Else events published before it are in flight: it is delivered, in
                 # order, when its pub/sub copy arrives.
@@ -499,15 +506,15 @@ class RedisBackplane(Backplane):
         )
         return head, event
 
-    def _decode_entries(self, entries: list[Any]) -> list[Event]:
-        events = []
+    def _decode_entries(self, entries: list[Any]) -> list[tuple[_Head, Event]]:
+        decoded = []
         for _entry_id, fields in entries:
             raw = fields.get(b"d")
             try:
-                events.append(self._decode(raw)[1])
+                decoded.append(self._decode(raw))
             except (ValueError, msgspec.DecodeError, TypeError) as e:
                 logger.error("skipping an undecodable history entry: %s", e)
-        return events
+        return decoded
 
     async def since(self, channel: str, since: EventId) -> list[Event] | None:
         try:
@@ -526,7 +533,7 @@ class RedisBackplane(Backplane):
             return None
         if since.offset == top:
             return []
-        events = [e for e in self._decode_entries(entries) if e.offset <= top]
+        events = [e for _, e in self._decode_entries(entries) if e.offset <= top]
         want = top - since.offset
         if len(events) != want or events[0].offset != since.offset + 1:
             return None  # trimmed (size) or expired
@@ -542,7 +549,7 @@ class RedisBackplane(Backplane):
                 entries = await self.redis.xrevrange(
                     self._stream(channel), max=upper, min="-", count=100
                 )
-                for event in self._decode_entries(entries):
+                for _, event in self._decode_entries(entries):
                     if event.time < horizon:
                         return None
                     if match(event):
@@ -715,12 +722,18 @@ class RedisBackplane(Backplane):
         chan = self._chans.get(channel) if channel is not None else None
         if chan is None or channel is None:
             return  # unsubscribed meanwhile
+        last = chan.last
         try:
+            if last is not None:
+                # Our own events come back already delivered: skip them before building
+                # their data (msgspec only scans what the small struct does not keep).
+                event_id = EventId.parse(_id_decoder.decode(raw.partition(b"\n")[2]).id)
+                if event_id.epoch == last.epoch and event_id.offset <= last.offset:
+                    return
             head, event = self._decode(raw)
         except (ValueError, msgspec.DecodeError, TypeError) as e:
             logger.error("ignoring an undecodable message on %r: %s", name, e)
             return
-        last = chan.last
         if last is not None and last.epoch == event.id.epoch:
             if event.offset <= last.offset:
                 return  # delivered already (our own event, or a fill read it)
@@ -730,7 +743,10 @@ class RedisBackplane(Backplane):
             self._reset(channel, chan, event.id.epoch)
             if event.offset > 1:
                 await self._fill(channel, chan, 0, event.offset - 1, event.id.epoch)
-        count = self._deliver(chan, event)
+        self._count_own(head, self._deliver(chan, event))
+
+    def _count_own(self, head: _Head, count: int) -> None:
+        """Our own event was delivered here: its publish() learns its recipients."""
         if head.o == self.node:
             waiter = self._waiters.get(head.n)
             if waiter is not None and not waiter.done():
@@ -757,14 +773,14 @@ class RedisBackplane(Backplane):
         finally:
             chan.filling = False
         expected = after + 1
-        for event in self._decode_entries(entries):
+        for head, event in self._decode_entries(entries):
             if event.id.epoch != epoch or event.offset < expected:
                 continue
             if event.offset > expected:
                 self.local.report_loss(channel, event.offset - expected, "backplane_gap")
             last = chan.last
             if last is None or last.epoch != epoch or event.offset > last.offset:
-                self._deliver(chan, event)
+                self._count_own(head, self._deliver(chan, event))
                 self.recovered_from_stream += 1
             expected = event.offset + 1
         if expected <= upto:
