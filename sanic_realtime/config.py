@@ -43,8 +43,8 @@ RESERVED_FILTER_NAMES = frozenset({"types", "since", "channels", "token", "ticke
 RESERVED_CHANNEL_NAMES = frozenset({"all", "health", "ticket", "client.js", "client.d.ts"})
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-# No dots: ``since.<channel>`` is a query parameter of the general route.
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_.:-]+$")
+# No dots: ``since.<channel>`` is a query parameter of the general route.
 _FILTER_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
