@@ -31,6 +31,7 @@ __all__ = [
     "HistoryConfig",
     "RateLimit",
     "RealtimeConfig",
+    "RedisConfig",
     "expand_env",
     "load_yaml",
     "parse_config",

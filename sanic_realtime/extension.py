@@ -67,7 +67,9 @@ class Realtime:
         Returns its ``id`` and this process's ``recipients`` (with the Redis backplane,
         other workers' clients get it too but are not counted). Raises
         ``ServerUnavailable`` (code ``backplane_unavailable``) when Redis cannot be
-        reached: then nobody gets the event."""
+        reached or the backplane is not started yet: then nobody gets the event, except
+        when the connection broke after Redis ran the publish (its reply lost), so that
+        the event did go out."""
         return await self.hub.publish(
             channel, type, data, user_id=None if user_id is None else str(user_id), role=role
         )
@@ -81,7 +83,8 @@ class Realtime:
     ) -> int:
         """Close every connection of ``user_id`` (or holding ``role``) with 1008, e.g.
         when a user is deleted or loses access, on every worker (through the backplane).
-        Returns how many this process closed."""
+        Returns how many this process closed. With the Redis backplane down it closes
+        this process's connections and raises ``ServerUnavailable``."""
         if user_id is None and role is None:
             raise ValueError("disconnect() needs user_id or role")
         return await self.hub.backplane.disconnect(

@@ -49,7 +49,8 @@ async def test_events_that_pubsub_missed_come_from_the_stream_or_are_reported(
 ) -> None:
     """The server's pub/sub connection is killed and events are published in the same
     Redis transaction, so pub/sub cannot carry them: on reconnecting, the server reads
-    them from the stream (logs), or reports how many it cannot get (nohist: no history)."""
+    them from the stream (logs; requests, which had no event yet), or reports how many it
+    cannot get (nohist: no history)."""
     url, prefix = redis_url(), new_prefix()
     realtime = redis_realtime(url, prefix)
     server = await serve(realtime)
@@ -60,7 +61,7 @@ async def test_events_that_pubsub_missed_come_from_the_stream_or_are_reported(
     other = publisher.hub.backplane
     assert isinstance(backplane, RedisBackplane) and isinstance(other, RedisBackplane)
     try:
-        async with server.connect("/ws?channels=logs,nohist") as ws:
+        async with server.connect("/ws?channels=logs,nohist,requests") as ws:
             await recv_until(ws, "connection_established")
             await publisher.publish("logs", "t", {"i": 0})
             await publisher.publish("nohist", "t", {"i": 0})
@@ -71,7 +72,7 @@ async def test_events_that_pubsub_missed_come_from_the_stream_or_are_reported(
             assert len(ids) == 1, ids
             async with admin.pipeline(transaction=True) as pipe:
                 pipe.client_kill_filter(_id=ids[0])
-                for channel in ("logs", "nohist"):
+                for channel in ("logs", "nohist", "requests"):
                     for i in range(1, 6):
                         pub = other.prepare(channel, "t", {"i": i}, user_id=None, role=None)
                         await other._script(keys=pub.keys, args=pub.args, client=pipe)
@@ -79,15 +80,17 @@ async def test_events_that_pubsub_missed_come_from_the_stream_or_are_reported(
 
             got: list[dict[str, Any]] = []
             async with asyncio.timeout(10):
-                while len(got) < 6:
+                while len(got) < 11:
                     got.append(await recv_json(ws))
             logs = [m for m in got if m.get("channel") == "logs"]
             assert [m["data"]["i"] for m in logs] == [1, 2, 3, 4, 5]
+            requests = [m for m in got if m.get("channel") == "requests"]
+            assert [m["data"]["i"] for m in requests] == [1, 2, 3, 4, 5]
             offsets = [int(m["id"].rpartition(":")[2]) for m in logs]
             assert offsets == [2, 3, 4, 5, 6]
             (lost,) = [m for m in got if m["type"] == "messages_dropped"]
             assert lost["data"] == {"channel": "nohist", "count": 5, "reason": "backplane_gap"}
-            assert backplane.recovered_from_stream == 5
+            assert backplane.recovered_from_stream == 10
             assert backplane.reconnects >= 1
 
             # Live again, exactly once.
@@ -175,3 +178,59 @@ async def test_a_server_starts_while_redis_is_down(serve: Any, own_redis: RedisS
             "/admin/ws/broadcast", json={"channel": "logs", "type": "t", "data": {}}
         )
         assert (await recv_json(ws))["id"] == response.json()["id"]
+
+
+async def test_redis_restored_from_an_older_snapshot_never_reuses_ids(
+    serve: Any, own_redis: RedisServer
+) -> None:
+    """Redis crashes and comes back from a snapshot older than what clients saw: the
+    offsets it remembers are behind. A new epoch starts (ids are never given out twice),
+    the client is told, and old ids are not resumed."""
+    realtime = redis_realtime(own_redis.url, "restore")
+    server = await serve(realtime)
+    admin = aioredis.Redis.from_url(own_redis.url)
+    try:
+        async with server.connect("/ws/logs") as ws:
+            await recv_until(ws, "connection_established")
+            ids = []
+            for i in range(10):
+                if i == 5:
+                    await admin.save()  # the snapshot holds events 1-5
+                ids.append((await realtime.publish("logs", "t", {"i": i})).id)
+            assert [(await recv_json(ws))["id"] for _ in range(10)] == ids
+            await admin.aclose()
+
+            await own_redis.stop()  # a crash: events 6-10 were never saved
+            await health(server, 503)
+            await own_redis.start()  # loads the snapshot
+            await health(server, 200)
+            lost = await recv_until(ws, "messages_dropped", timeout=10)
+            assert lost["data"] == {"channel": "logs", "count": None, "reason": "history_reset"}
+
+            fresh = [(await realtime.publish("logs", "t", {"i": i})).id for i in range(10, 17)]
+            assert [(await recv_json(ws))["id"] for _ in range(7)] == fresh
+            assert not set(fresh) & set(ids)
+            await no_message(ws)
+        for old in (ids[2], ids[-1]):
+            async with server.connect(f"/ws/logs?since={old}") as ws:
+                hello = await recv_json(ws)
+                assert hello["data"]["recovered"] == {"logs": False}
+    finally:
+        await admin.aclose()
+
+
+async def test_publish_and_disconnect_say_clearly_when_redis_is_not_there(
+    serve: Any, own_redis: RedisServer
+) -> None:
+    realtime = redis_realtime(own_redis.url, "early")
+    with pytest.raises(ServerUnavailable, match="not started"):
+        await realtime.publish("logs", "t", {})  # before the server started
+    server = await serve(realtime)
+    async with server.connect("/ws/logs") as ws:
+        await recv_until(ws, "connection_established")
+        await own_redis.stop()
+        await health(server, 503)
+        with pytest.raises(ServerUnavailable, match="closed 0 connection"):
+            await realtime.disconnect(user_id="nobody")
+        await ws.send('{"type": "ping"}')
+        assert (await recv_json(ws))["type"] == "pong"

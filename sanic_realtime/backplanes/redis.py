@@ -77,12 +77,19 @@ READY_TIMEOUT = 5.0
 
 # KEYS: meta, stream. ARGV: new epoch, history size, history ttl (ms), meta ttl (ms),
 # pub/sub channel, header, envelope before the id, envelope after the id.
-_PUBLISH = """
-local epoch = redis.call('HGET', KEYS[1], 'e')
-if not epoch then
+# The history's run field is the run_id of the Redis process that started its epoch. A
+# Redis that restarted (even from a snapshot or AOF, which may be older than what clients
+# have seen) starts a new epoch at the first publish, so an id is never given out twice.
+_RUN_ID = "string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')"
+
+_PUBLISH = f"""
+local run = {_RUN_ID}
+local meta = redis.call('HMGET', KEYS[1], 'e', 'r')
+local epoch = meta[1]
+if not epoch or meta[2] ~= run then
   epoch = ARGV[1]
   redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'e', epoch, 's', 0)
+  redis.call('HSET', KEYS[1], 'e', epoch, 's', 0, 'r', run)
 end
 local offset = redis.call('HINCRBY', KEYS[1], 's', 1)
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
@@ -92,7 +99,27 @@ if tonumber(ARGV[2]) > 0 then
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
 end
 redis.call('PUBLISH', ARGV[5], msg)
-return {epoch, offset}
+return {{epoch, offset}}
+"""
+
+# KEYS: meta, stream. ARGV: the first stream id wanted. Returns {} when the history
+# predates this Redis process (or there is none), else {epoch, last offset, entries}.
+_SINCE = f"""
+local meta = redis.call('HMGET', KEYS[1], 'e', 's', 'r')
+if not meta[1] or meta[3] ~= {_RUN_ID} then
+  return {{}}
+end
+return {{meta[1], meta[2], redis.call('XRANGE', KEYS[2], ARGV[1], '+')}}
+"""
+
+# KEYS: meta. Returns {epoch, last offset, 1 if the history is of this Redis process}, or
+# {} when there is none.
+_META = f"""
+local meta = redis.call('HMGET', KEYS[1], 'e', 's', 'r')
+if not meta[1] then
+  return {{}}
+end
+return {{meta[1], meta[2], meta[3] == {_RUN_ID} and 1 or 0}}
 """
 
 
@@ -146,12 +173,18 @@ class Publication(msgspec.Struct):
 class _Channel:
     """A channel this worker has subscribers of."""
 
-    __slots__ = ("filling", "last", "name", "ready")
+    __slots__ = ("before", "filling", "floor", "last", "name", "ready")
 
     def __init__(self, name: bytes) -> None:
         self.name = name
         #: The id of the last event delivered here (None: none since the subscription).
         self.last: EventId | None = None
+        #: Until an event arrives: where the history stood when the subscription started
+        #: (epoch, "" for none; offset; exact: read unchanged before and after SUBSCRIBE).
+        #: After a reconnect, what came later is read from the stream.
+        self.floor: tuple[str, int, bool] | None = None
+        #: The history's position read just before the first SUBSCRIBE.
+        self.before: tuple[str, int] | None = None
         #: Set while Redis has confirmed the pub/sub subscription.
         self.ready = asyncio.Event()
         #: True while the listener reads missed events from the stream.
@@ -225,6 +258,8 @@ class RedisBackplane(Backplane):
         self._seq = itertools.count(1)
         self._redis: Any = None
         self._script: Any = None
+        self._since_script: Any = None
+        self._meta_script: Any = None
         self._chans: dict[str, _Channel] = {}
         self._by_name: dict[bytes, str] = {}
         self._control_name = f"{prefix}:control".encode()
@@ -265,7 +300,9 @@ class RedisBackplane(Backplane):
     def redis(self) -> Any:  # redis-py's reply types are too loose to be useful here
         if self._redis is None:
             raise ServerUnavailable(
-                "the Redis backplane is not started", code="backplane_unavailable"
+                "the Redis backplane is not started: it connects when the server starts "
+                "(before_server_start), and publish() works from then on",
+                code="backplane_unavailable",
             )
         return self._redis
 
@@ -285,6 +322,8 @@ class RedisBackplane(Backplane):
             client_name=f"sanic-realtime:{self.prefix}:{self.node}",
         )
         self._script = self._redis.register_script(_PUBLISH)
+        self._since_script = self._redis.register_script(_SINCE)
+        self._meta_script = self._redis.register_script(_META)
         try:
             await self._redis.ping()
             self._ok()
@@ -368,8 +407,18 @@ class RedisBackplane(Backplane):
         async with self._pubsub_lock:
             if pubsub is not self._pubsub:
                 return  # reconnected meanwhile: the new subscription covers it
-            self._unconfirmed[name] = self._unconfirmed.get(name, 0) + 1
             try:
+                channel = self._by_name.get(name)
+                chan = self._chans.get(channel) if channel is not None else None
+                if (
+                    command == "SUBSCRIBE"
+                    and chan is not None
+                    and channel is not None
+                    and chan.last is None
+                    and chan.floor is None
+                ):
+                    chan.before = await self._position(channel)
+                self._unconfirmed[name] = self._unconfirmed.get(name, 0) + 1
                 await pubsub.execute_command(command, name)
             except (RedisError, OSError) as e:
                 logger.debug("pub/sub %s %r failed: %s (the listener reconnects)", command, name, e)
@@ -428,7 +477,9 @@ class RedisBackplane(Backplane):
             self._waiters[pub.seq] = waiter
         try:
             try:
-                epoch_b, offset = await self._script(keys=pub.keys, args=pub.args)
+                epoch_b, offset = await self._script(
+                    keys=pub.keys, args=pub.args, client=self.redis
+                )
             except (RedisError, OSError) as e:
                 self._fail(e)
                 raise _unavailable(e) from None
@@ -509,24 +560,30 @@ class RedisBackplane(Backplane):
     def _decode_entries(self, entries: list[Any]) -> list[tuple[_Head, Event]]:
         decoded = []
         for _entry_id, fields in entries:
-            raw = fields.get(b"d")
+            # XRANGE through redis-py gives a dict; through a script, [field, value, ...].
+            if not isinstance(fields, dict):
+                fields = dict(zip(fields[::2], fields[1::2], strict=True))
             try:
-                decoded.append(self._decode(raw))
-            except (ValueError, msgspec.DecodeError, TypeError) as e:
+                decoded.append(self._decode(fields[b"d"]))
+            except (KeyError, ValueError, msgspec.DecodeError, TypeError) as e:
                 logger.error("skipping an undecodable history entry: %s", e)
         return decoded
 
     async def since(self, channel: str, since: EventId) -> list[Event] | None:
         try:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hmget(self._meta(channel), ["e", "s"])
-                pipe.xrange(self._stream(channel), min=f"{since.offset + 1}-0", max="+")
-                (epoch_b, top_b), entries = await pipe.execute()
+            reply = await self._since_script(
+                keys=[self._meta(channel), self._stream(channel)],
+                args=[f"{since.offset + 1}-0"],
+                client=self.redis,
+            )
         except (RedisError, OSError) as e:
             self._fail(e)
             raise _unavailable(e) from None
         self._ok()
-        if epoch_b is None or epoch_b.decode() != since.epoch:
+        if not reply:
+            return None  # no history, or one from before Redis restarted
+        epoch_b, top_b, entries = reply
+        if epoch_b.decode() != since.epoch:
             return None
         top = int(top_b)
         if since.offset > top:
@@ -584,9 +641,17 @@ class RedisBackplane(Backplane):
         command = _Control(self.node, "disconnect", user_id, role, reason)
         try:
             await self.redis.publish(self._control_name, _json.encode(command))
-        except (RedisError, OSError) as e:
-            self._fail(e)
-            raise _unavailable(e) from None
+        except (RedisError, OSError, ServerUnavailable) as e:
+            # This process's connections are closed all the same; the caller learns
+            # that the other workers were not told.
+            closed = await self.local.disconnect(user_id=user_id, role=role, reason=reason)
+            if not isinstance(e, ServerUnavailable):
+                self._fail(e)
+            raise ServerUnavailable(
+                f"closed {closed} connection(s) of this worker, but could not tell the other "
+                f"workers: the Redis backplane is unavailable ({type(e).__name__}: {e})",
+                code="backplane_unavailable",
+            ) from None
         return await self.local.disconnect(user_id=user_id, role=role, reason=reason)
 
     def _own_figures(self) -> dict[str, Any]:
@@ -646,6 +711,10 @@ class RedisBackplane(Backplane):
                     # Set first: a watch() from now on queues its own SUBSCRIBE behind
                     # this one; the channels watched before are in this one.
                     self._pubsub = pubsub
+                    fresh = [c for c, ch in self._chans.items() if ch.last is None and not ch.floor]
+                    positions = await asyncio.gather(*(self._position(c) for c in fresh))
+                    for channel, position in zip(fresh, positions, strict=True):
+                        self._chans[channel].before = position
                     names = [self._control_name] + [c.name for c in self._chans.values()]
                     self._unconfirmed = dict.fromkeys(names, 1)
                     await pubsub.execute_command("SUBSCRIBE", *names)
@@ -710,7 +779,13 @@ class RedisBackplane(Backplane):
         chan = self._chans.get(channel) if channel is not None else None
         if chan is None or channel is None:
             return
-        if chan.last is not None:
+        if chan.last is None and chan.floor is None:
+            # A new subscription: remember where the history stood, so that a reconnect
+            # before any event arrives knows what to read from the stream.
+            after = await self._position(channel)
+            chan.floor = (after[0], after[1], chan.before == after)
+            chan.before = None
+        else:
             await self._catch_up(channel, chan)  # events published while not subscribed
         chan.ready.set()
 
@@ -788,24 +863,43 @@ class RedisBackplane(Backplane):
             chan.last = EventId(epoch, upto)
         logger.info("caught up %r from the stream (offsets %d..%d)", channel, after + 1, upto)
 
+    async def _position(self, channel: str) -> tuple[str, int]:
+        """The channel's (epoch, last offset); ("", 0) when it has no history of this Redis
+        process (none yet, or from before Redis restarted: the next publish starts a new
+        epoch at offset 1)."""
+        reply = await self._meta_script(keys=[self._meta(channel)], args=[], client=self.redis)
+        if not reply or not reply[2]:
+            return "", 0
+        return reply[0].decode(), int(reply[1])
+
     async def _catch_up(self, channel: str, chan: _Channel) -> None:
-        """After a reconnect: deliver what was published while the listener was away."""
-        last = chan.last
-        if last is None:
-            return
-        epoch_b, top_b = await self.redis.hmget(self._meta(channel), ["e", "s"])
-        if epoch_b is None:
-            self._reset(channel, chan, "")
-            chan.last = None
-            return
-        epoch, top = epoch_b.decode(), int(top_b)
-        if epoch != last.epoch:
-            self._reset(channel, chan, epoch)
-            after = 0
+        """After a reconnect: deliver what was published while the listener was away,
+        and report what cannot be known."""
+        if chan.last is not None:
+            base = (chan.last.epoch, chan.last.offset, True)
+        elif chan.floor is not None:
+            base = chan.floor
         else:
-            after = last.offset
-        if top > after:
-            await self._fill(channel, chan, after, top, epoch)
+            return
+        was, offset, exact = base
+        epoch, top = await self._position(channel)
+        if not epoch:
+            # Redis restarted or lost the history: what was in flight cannot be known.
+            if was:
+                self._reset(channel, chan, "(none)")
+            chan.last, chan.floor = None, ("", 0, True)
+            return
+        if was and epoch != was:
+            self._reset(channel, chan, epoch)
+            offset = 0
+        elif not was:
+            offset = 0  # the history began after the subscription: all of it is new here
+        elif not exact:
+            # Events published right as the subscription began may not have arrived.
+            self.local.report_loss(channel, None, "backplane_gap")
+        chan.last = EventId(epoch, offset)
+        if top > offset:
+            await self._fill(channel, chan, offset, top, epoch)
 
     def _on_control(self, raw: bytes) -> None:
         try:
