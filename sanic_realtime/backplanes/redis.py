@@ -407,17 +407,15 @@ class RedisBackplane(Backplane):
         async with self._pubsub_lock:
             if pubsub is not self._pubsub:
                 return  # reconnected meanwhile: the new subscription covers it
+            channel = self._by_name.get(name)
+            chan = self._chans.get(channel) if channel is not None else None
+            if command == "SUBSCRIBE" and chan is not None and channel is not None:
+                try:
+                    if chan.last is None and chan.floor is None:
+                        chan.before = await self._position(channel)
+                except (RedisError, OSError) as e:
+                    self._fail(e)  # the floor will be inexact: a reconnect reports a gap
             try:
-                channel = self._by_name.get(name)
-                chan = self._chans.get(channel) if channel is not None else None
-                if (
-                    command == "SUBSCRIBE"
-                    and chan is not None
-                    and channel is not None
-                    and chan.last is None
-                    and chan.floor is None
-                ):
-                    chan.before = await self._position(channel)
                 self._unconfirmed[name] = self._unconfirmed.get(name, 0) + 1
                 await pubsub.execute_command(command, name)
             except (RedisError, OSError) as e:
