@@ -43,6 +43,7 @@ from urllib.parse import urlsplit, urlunsplit
 import msgspec
 import redis.asyncio as aioredis
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
@@ -257,6 +258,7 @@ class RedisBackplane(Backplane):
         self.node = f"{socket.gethostname()}:{os.getpid()}:{new_epoch(4)}"
         self._seq = itertools.count(1)
         self._redis: Any = None
+        self._unretried: Any = None
         self._script: Any = None
         self._since_script: Any = None
         self._meta_script: Any = None
@@ -273,7 +275,9 @@ class RedisBackplane(Backplane):
         self._listener: asyncio.Task[None] | None = None
         self._reporter: asyncio.Task[None] | None = None
         self._connected = False  # the listener is subscribed
-        self._commands_ok = False  # the last command succeeded
+        self._commands_ok = False  # the last command (or the PING after a failure) succeeded
+        self._verifying: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()  # set while the listener is subscribed
         self._last_error: str | None = None
         self.reconnects = 0
         #: Events delivered from the stream because pub/sub missed them.
@@ -296,6 +300,10 @@ class RedisBackplane(Backplane):
     def _ticket_key(self, ticket: str) -> str:
         return f"{self.prefix}:ticket:{ticket}"
 
+    def _publishing_client(self) -> Any:
+        self.redis  # noqa: B018 - raises ServerUnavailable when not started
+        return self._unretried
+
     @property
     def redis(self) -> Any:  # redis-py's reply types are too loose to be useful here
         if self._redis is None:
@@ -309,19 +317,22 @@ class RedisBackplane(Backplane):
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        # No retries inside redis-py: a failed command surfaces at once (publish answers
-        # 503; nothing is published twice), and the listener reconnects by itself. A
-        # pooled connection that Redis closed is replaced when it is next taken.
-        self._redis = aioredis.Redis.from_url(
-            self.url,
-            socket_connect_timeout=2.0,
-            socket_timeout=5.0,
-            socket_keepalive=True,
-            retry=Retry(NoBackoff(), 0),
+        options: dict[str, Any] = {
+            "socket_connect_timeout": 2.0,
+            "socket_timeout": 5.0,
+            "socket_keepalive": True,
             # CLIENT LIST shows which worker each connection belongs to.
-            client_name=f"sanic-realtime:{self.prefix}:{self.node}",
+            "client_name": f"sanic-realtime:{self.prefix}:{self.node}",
+        }
+        # Reads, tickets and figures are retried once on a broken connection (one that
+        # Redis closed while it sat in the pool, e.g. across a Redis restart). Publishes
+        # and the pub/sub listener use a pool without retries: a publish fails at once
+        # (503), so an event whose reply was lost is not published twice.
+        self._redis = aioredis.Redis.from_url(
+            self.url, retry=Retry(NoBackoff(), 1, (RedisConnectionError,)), **options
         )
-        self._script = self._redis.register_script(_PUBLISH)
+        self._unretried = aioredis.Redis.from_url(self.url, retry=Retry(NoBackoff(), 0), **options)
+        self._script = self._unretried.register_script(_PUBLISH)
         self._since_script = self._redis.register_script(_SINCE)
         self._meta_script = self._redis.register_script(_META)
         try:
@@ -337,12 +348,16 @@ class RedisBackplane(Backplane):
             )
         self._listener = asyncio.create_task(self._listen_forever(), name="realtime-redis-listener")
         self._reporter = asyncio.create_task(self._report_forever(), name="realtime-redis-stats")
+        if self._commands_ok:
+            # Redis answers: accept clients once the listener is subscribed too.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._listening.wait(), READY_TIMEOUT)
 
     async def stop(self) -> None:
-        for task in (self._listener, self._reporter, *self._tasks):
+        for task in (self._listener, self._reporter, self._verifying, *self._tasks):
             if task is not None:
                 task.cancel()
-        for task in (self._listener, self._reporter, *self._tasks):
+        for task in (self._listener, self._reporter, self._verifying, *self._tasks):
             if task is not None:
                 with contextlib.suppress(BaseException):
                     await task
@@ -352,14 +367,27 @@ class RedisBackplane(Backplane):
             with contextlib.suppress(RedisError, OSError):
                 await self._redis.delete(self._node_key(self.node))
             await self._redis.aclose()
-            self._redis = None
+            await self._unretried.aclose()
+            self._redis = self._unretried = None
 
     def _ok(self) -> None:
         self._commands_ok = True
 
     def _fail(self, error: BaseException) -> None:
-        self._commands_ok = False
+        """A command failed: Redis counts as unavailable if a PING fails too (one broken
+        pooled connection does not turn new clients away)."""
         self._last_error = f"{type(error).__name__}: {error}"
+        if self._verifying is None and self._redis is not None:
+            self._verifying = asyncio.get_running_loop().create_task(self._verify())
+
+    async def _verify(self) -> None:
+        try:
+            await self.redis.ping()
+            self._ok()
+        except (RedisError, OSError, ServerUnavailable):
+            self._commands_ok = False
+        finally:
+            self._verifying = None
 
     @property
     def available(self) -> bool:
@@ -476,7 +504,7 @@ class RedisBackplane(Backplane):
         try:
             try:
                 epoch_b, offset = await self._script(
-                    keys=pub.keys, args=pub.args, client=self.redis
+                    keys=pub.keys, args=pub.args, client=self._publishing_client()
                 )
             except (RedisError, OSError) as e:
                 self._fail(e)
@@ -643,11 +671,14 @@ class RedisBackplane(Backplane):
             # This process's connections are closed all the same; the caller learns
             # that the other workers were not told.
             closed = await self.local.disconnect(user_id=user_id, role=role, reason=reason)
-            if not isinstance(e, ServerUnavailable):
+            if isinstance(e, ServerUnavailable):
+                why = e.message
+            else:
                 self._fail(e)
+                why = f"the Redis backplane is unavailable ({type(e).__name__}: {e})"
             raise ServerUnavailable(
                 f"closed {closed} connection(s) of this worker, but could not tell the other "
-                f"workers: the Redis backplane is unavailable ({type(e).__name__}: {e})",
+                f"workers: {why}",
                 code="backplane_unavailable",
             ) from None
         return await self.local.disconnect(user_id=user_id, role=role, reason=reason)
@@ -702,8 +733,9 @@ class RedisBackplane(Backplane):
     async def _listen_forever(self) -> None:
         attempt = 0
         while True:
-            redis = self.redis
-            pubsub = redis.pubsub()
+            # On the pool without retries: redis-py would otherwise reconnect a broken
+            # pub/sub connection by itself, without this listener's subscriptions.
+            pubsub = self._unretried.pubsub()
             try:
                 async with self._pubsub_lock:
                     # Set first: a watch() from now on queues its own SUBSCRIBE behind
@@ -723,11 +755,17 @@ class RedisBackplane(Backplane):
                 if self._connected or attempt == 0:
                     logger.warning("Redis backplane listener lost its connection: %s", e)
                 self._fail(e)
+                # Redis may have restarted: the idle pooled connections are dead too, and
+                # a command on one would fail once Redis is back.
+                for client in (self._redis, self._unretried):
+                    with contextlib.suppress(Exception):
+                        await client.connection_pool.disconnect(inuse_connections=False)
             finally:
                 if self._connected:
                     attempt = 0  # it worked for a while: start the backoff again
                 self._pubsub = None
                 self._connected = False
+                self._listening.clear()
                 for chan in self._chans.values():
                     chan.ready.clear()
                 with contextlib.suppress(BaseException):
@@ -771,6 +809,7 @@ class RedisBackplane(Backplane):
             if self.reconnects:
                 logger.warning("Redis backplane listener (re)connected")
             self._connected = True
+            self._listening.set()
             self._ok()
             return
         channel = self._by_name.get(name)
