@@ -75,6 +75,11 @@ class Socket(Protocol):
         """Write already-framed bytes (one or more complete frames)."""
         ...
 
+    def try_write(self, data: bytes) -> bool:
+        """Write ``data`` if the connection is open and under its high-water mark;
+        return whether it was written. Never raises."""
+        ...
+
     async def ping(self) -> Awaitable[None]:
         """Send a ping; the awaitable completes when the pong arrives."""
         ...
@@ -441,7 +446,11 @@ class Hub:
         etype, data = event.type, event.data
         targeted = event.user_id is not None or event.role is not None
         enqueue = self._enqueue
-        count = 0
+        count = written = 0
+        # The first fan-out of a loop iteration writes straight to each connection with
+        # nothing queued (one write per event, as broadcast() does); later ones in the
+        # same iteration are queued and coalesced into one write per connection.
+        direct = not self._flush_scheduled
         if room is not None:
             for group in room.groups.values():
                 f = group.filter
@@ -450,8 +459,23 @@ class Hub:
                 for conn in group.members:
                     if targeted and not conn.accepts(event):
                         continue
-                    if enqueue(conn, channel, frame):
-                        count += 1
+                    if (
+                        direct
+                        and not conn.queue
+                        and not conn.blocked
+                        and not conn.closing
+                        and not conn.dropped
+                        and conn.socket.try_write(frame)
+                    ):
+                        written += 1
+                    elif not enqueue(conn, channel, frame):
+                        continue
+                    count += 1
+        if direct:
+            self.messages_sent += written
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush)
         if warming:
             for w in warming.values():
                 if w.conn.closing or not w.match(event):

@@ -59,6 +59,20 @@ class SanicSocket:
     def write(self, data: bytes) -> None:
         self._transport.write(data)
 
+    def try_write(self, data: bytes) -> bool:
+        transport = self._transport
+        if (
+            self.ws.ws_proto.state is not State.OPEN
+            or transport.is_closing()
+            or transport.get_write_buffer_size() >= self._high_water
+        ):
+            return False
+        try:
+            transport.write(data)
+        except Exception:
+            return False
+        return True
+
     async def ping(self) -> Awaitable[None]:
         waiter: Awaitable[None] = await self.ws.ping()
         return waiter

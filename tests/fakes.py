@@ -62,6 +62,15 @@ class FakeSocket:
         self.written += data
         self.writes += 1
 
+    def try_write(self, data: bytes) -> bool:
+        if not self.is_open() or not self.writable():
+            return False
+        try:
+            self.write(data)
+        except OSError:
+            return False
+        return True
+
     async def ping(self) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.pings.append(future)

@@ -68,6 +68,24 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
+async def test_first_fan_out_of_an_iteration_is_written_at_once_later_ones_coalesce() -> None:
+    """One event per loop iteration costs one write per connection, as broadcast() does;
+    several events in one iteration still go out in one write per connection."""
+    hub = make_hub()
+    conn, socket = await joined(hub)
+    await settle()
+    before = socket.writes
+    await hub.publish("logs", "log", {"i": 0})
+    assert socket.writes == before + 1 and not conn.queue  # written, nothing queued
+    await hub.publish("logs", "log", {"i": 1})
+    await hub.publish("logs", "log", {"i": 2})
+    assert socket.writes == before + 1 and len(conn.queue) == 2
+    await settle()
+    assert socket.writes == before + 2
+    assert [e["data"]["i"] for e in socket.events()] == [0, 1, 2]
+    assert hub.stats()["messages_sent"] == 4  # subscribed reply + 3 events
+
+
 async def test_fan_out_in_order_with_one_frame_per_event() -> None:
     """Every subscriber gets every event in publish order; the frame is built once."""
     hub = make_hub()
