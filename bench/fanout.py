@@ -180,6 +180,42 @@ def _text_frame(payload: bytes) -> bytes:
     return head + payload
 
 
+async def steady_loop(
+    publish: Any, rate: float, duration: float, seq_offset: int = 0
+) -> dict[str, Any]:
+    """Publish ``rate`` events/s for ``duration`` s on a fixed schedule (event i is due at
+    t0 + i/rate; a late loop catches up without sleeping, yielding once per event).
+    ``await publish(i, pt)`` sends event i with its publish time ``pt`` (this process's
+    ``time.monotonic()``, the same clock as the load generator's)."""
+    events = max(1, round(rate * duration))
+    interval = 1.0 / rate
+    t0 = time.monotonic() + 0.005
+    first = last = 0.0
+    for i in range(events):
+        delay = t0 + i * interval - time.monotonic()
+        await asyncio.sleep(delay if delay > 0 else 0)
+        pt = time.monotonic()
+        if i == 0:
+            first = pt
+        last = pt
+        await publish(i, pt)
+    t_end = time.monotonic()
+    span = last - first
+    return {
+        "t_start": first,
+        "t_end": t_end,
+        "events": events,
+        "recipients": 0,
+        # (events - 1) / time between the first and the last publish: the rate achieved.
+        "achieved": (events - 1) / span if span > 0 else float(rate),
+        "late_ms": (last - (t0 + (events - 1) * interval)) * 1000,
+    }
+
+
+def steady_args(args: dict[str, str]) -> tuple[float, float]:
+    return float(args.get("rate", "100")), float(args.get("duration", "5"))
+
+
 # =========================================================================== servers
 
 
@@ -210,6 +246,15 @@ def serve_sanic(port: int, buffer_size: int) -> None:
                 await asyncio.sleep(0)
         t_end = time.monotonic()
         return json_response({"t_start": t_start, "t_end": t_end, "recipients": recipients})
+
+    @app.post("/bench/steady")
+    async def steady(request: Request) -> HTTPResponse:
+        rate, duration = steady_args({k: request.args.get(k) for k in request.args})
+
+        async def publish(i: int, pt: float) -> None:
+            await rt.publish("bench", "tick", {"seq": i, "pt": pt, "payload": PAYLOAD})
+
+        return json_response(await steady_loop(publish, rate, duration))
 
     @app.get("/bench/info")
     async def info(request: Request) -> HTTPResponse:
@@ -266,6 +311,21 @@ def serve_websockets(port: int) -> None:
                     await asyncio.sleep(0)
             t_end = time.monotonic()
             return respond(ws, {"t_start": t_start, "t_end": t_end, "recipients": recipients})
+        if path == "/bench/steady":
+            rate, duration = steady_args(args)
+
+            async def publish(i: int, pt: float) -> None:
+                state["offset"] += 1
+                event = {
+                    "type": "tick",
+                    "channel": "bench",
+                    "id": f"{epoch}:{state['offset']}",
+                    "timestamp": _timestamp(),
+                    "data": {"seq": i, "pt": pt, "payload": PAYLOAD},
+                }
+                broadcast(connections, encode(event), text=True)
+
+            return respond(ws, await steady_loop(publish, rate, duration))
         if path == "/bench/info":
             return respond(ws, {**_info(), "clients": len(connections)})
         return None
@@ -409,13 +469,24 @@ class Counter:
 
 
 class WsClient(asyncio.Protocol):
-    """Counts the server's text frames by parsing frame headers only."""
+    """Counts the server's text frames by parsing frame headers only.
 
-    def __init__(self, index: int, counter: Counter, path: str, inspect: bool) -> None:
+    ``eio``: the server speaks Socket.IO over Engine.IO v4 (websocket transport); only
+    ``42[...]`` event frames are counted; the ``0{...}`` open packet is answered with ``40``
+    (connect to the default namespace) and ``2`` (ping) with ``3`` (pong).
+    ``latency``: when a list, the receive time minus the event's ``"pt"`` (publish time,
+    CLOCK_MONOTONIC) of every event frame is appended to it (one clock reading per read).
+    """
+
+    def __init__(
+        self, index: int, counter: Counter, path: str, inspect: bool, eio: bool = False
+    ) -> None:
         self.index = index
         self.counter = counter
         self.path = path
         self.inspect = inspect
+        self.eio = eio
+        self.latency: list[float] | None = None
         self.buf = b""
         self.upgraded = False
         self.count = 0
@@ -461,6 +532,9 @@ class WsClient(asyncio.Protocol):
         pos = 0
         n = len(data)
         texts = 0
+        eio = self.eio
+        latency = self.latency
+        now = time.monotonic() if latency is not None else 0.0
         while n - pos >= 2:
             b0 = data[pos]
             length = data[pos + 1] & 0x7F
@@ -480,9 +554,21 @@ class WsClient(asyncio.Protocol):
             if stop > n:
                 break
             if b0 == 0x81:  # FIN + text
-                texts += 1
-                if self.inspect:
-                    self._inspect(data[start:stop])
+                if eio and not (
+                    stop - start >= 2 and data[start] == 0x34 and data[start + 1] == 0x32
+                ):
+                    self._engineio(data[start:stop])  # not a 42 (Socket.IO event) packet
+                else:
+                    texts += 1
+                    if self.inspect:
+                        self._inspect(data[start:stop])
+                    if latency is not None:
+                        at = data.find(b'"pt":', start, stop)
+                        if at >= 0:
+                            end = at + 5
+                            while data[end] not in b",}":
+                                end += 1
+                            latency.append(now - float(data[at + 5 : end]))
             else:
                 self._control(b0, data[start:stop])
             pos = stop
@@ -492,9 +578,31 @@ class WsClient(asyncio.Protocol):
             self.counter.add(texts)
 
     def _inspect(self, payload: bytes) -> None:
+        if self.eio:  # 42["tick",{...}]
+            name, *rest = json.loads(payload[2:])
+            if name == "tick":
+                data = rest[0].get("data", rest[0])
+                self.seen.append((data["seq"], len(payload)))
+            return
         message = json.loads(payload)
         if message.get("type") == "tick":
             self.seen.append((message["data"]["seq"], len(payload)))
+
+    def _send_text(self, payload: bytes) -> None:
+        """A masked client text frame (short payloads only)."""
+        mask = os.urandom(4)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.transport.write(bytes((0x81, 0x80 | len(payload))) + mask + masked)
+
+    def _engineio(self, payload: bytes) -> None:
+        if payload[:1] == b"0":  # Engine.IO open -> Socket.IO connect to "/"
+            self._send_text(b"40")
+        elif payload == b"2":  # Engine.IO ping -> pong
+            self._send_text(b"3")
+        elif payload[:2] in (b"40", b"6"):  # Socket.IO connected; noop
+            pass
+        elif payload[:1] == b"1" or payload[:2] in (b"41", b"44"):
+            self.counter.errors.append(f"client {self.index}: engine.io {payload[:80]!r}")
 
     def _control(self, b0: int, payload: bytes) -> None:
         opcode = b0 & 0x0F
@@ -600,17 +708,20 @@ def free_port() -> int:
 class Server:
     """A server subprocess in its own session; stopped by signalling its process group."""
 
-    def __init__(self, kind: str, buffer_size: int) -> None:
+    def __init__(
+        self, kind: str, buffer_size: int, script: str | None = None, method: str | None = None
+    ) -> None:
         self.kind = kind
         self.port = free_port()
         # Closed in stop(); the server's output is read back only if it fails.
         self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
-        cmd = [sys.executable, os.path.abspath(__file__), "--serve", kind, "--port", str(self.port)]
+        script = script or os.path.abspath(__file__)
+        cmd = [sys.executable, script, "--serve", kind, "--port", str(self.port)]
         cmd += ["--buffer-size", str(buffer_size)]
         self.proc = subprocess.Popen(
             cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
         )
-        self.method = "POST" if kind == "sanic-realtime" else "GET"
+        self.method = method or ("POST" if kind == "sanic-realtime" else "GET")
         self.killed = False
 
     async def wait_ready(self, timeout: float = 30.0) -> dict[str, Any]:
@@ -648,14 +759,26 @@ class Target:
     """One server process and the N generator connections to it."""
 
     def __init__(
-        self, kind: str, clients: int, buffer_size: int, timeout: float, pause: bool
+        self,
+        kind: str,
+        clients: int,
+        buffer_size: int,
+        timeout: float,
+        pause: bool,
+        *,
+        script: str | None = None,
+        method: str | None = None,
+        path: str = "/ws/bench",
+        eio: bool = False,
     ) -> None:
         self.kind = kind
         self.pause = pause
         self.clients = clients
         self.buffer_size = buffer_size
         self.timeout = timeout
-        self.server = Server(kind, buffer_size)
+        self.path = path
+        self.eio = eio
+        self.server = Server(kind, buffer_size, script, method)
         self.counter = Counter()
         self.conns: list[WsClient] = []
         self.bursts: list[int] = []  # events of every burst, in order
@@ -681,7 +804,7 @@ class Target:
         async def one(i: int) -> None:
             async with sem:
                 _, client = await loop.create_connection(
-                    lambda: WsClient(i, self.counter, "/ws/bench", inspect=i == 0),
+                    lambda: WsClient(i, self.counter, self.path, inspect=i == 0, eio=self.eio),
                     "127.0.0.1",
                     self.server.port,
                 )
