@@ -628,7 +628,7 @@ def print_checks(targets: list[fanout.Target]) -> None:
         line = (
             f"  {label(t.kind):<20} N={t.clients:<5} events={sum(t.bursts)}: lost={t.lost} "
             f"extra={t.extra} closes={len(c.closes)} ({closes}) dropped conns="
-            f"{c.lost_connections} client-0 order {order}"
+            f"{c.lost_connections} client-0 order {order}; first event {t.frame_size} bytes"
         )
         if t.stats is not None:
             line += (
