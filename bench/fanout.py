@@ -30,6 +30,12 @@ Servers (each a real server in its own subprocess, its own session/process group
         written to each client at once; the server does almost nothing, so this measures
         how fast the load generator can count, i.e. the ceiling of this harness.
 
+Steady rate (used by ``bench/compare.py``)
+    The sanic-realtime and websockets servers also answer ``/bench/steady?rate=R&duration=D``
+    (POST for Sanic, GET for websockets): ``steady_loop`` publishes R events/s for D s on a
+    fixed schedule, each event's data carrying ``"pt"``, its publish time (the server's
+    ``time.monotonic()``); ``WsClient.latency`` collects receive time - ``pt``.
+
 Yielding (``--yield-every K``)
     Each publishing loop runs ``await asyncio.sleep(0)`` after every K events (0 = never
     yield during the burst); the same K for every server in a row. The default K=1 is one
