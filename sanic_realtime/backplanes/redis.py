@@ -852,7 +852,8 @@ class RedisBackplane(Backplane):
             if event.offset > last.offset + 1:
                 await self._fill(channel, chan, last.offset, event.offset - 1, event.id.epoch)
         elif last is not None:
-            self._reset(channel, chan, event.id.epoch)
+            self._reset(channel, last.epoch, event.id.epoch)
+            chan.last = EventId(event.id.epoch, 0)
             if event.offset > 1:
                 await self._fill(channel, chan, 0, event.offset - 1, event.id.epoch)
         self._count_own(head, self._deliver(chan, event))
@@ -864,12 +865,11 @@ class RedisBackplane(Backplane):
             if waiter is not None and not waiter.done():
                 waiter.set_result(count)
 
-    def _reset(self, channel: str, chan: _Channel, epoch: str) -> None:
-        """The history restarted under a new epoch (Redis lost its data, or the channel
-        was quiet longer than META_TTL): what was in flight cannot be known."""
-        logger.warning("history of %r restarted (epoch %s -> %s)", channel, chan.last, epoch)
+    def _reset(self, channel: str, was: str, now: str) -> None:
+        """The history restarted (Redis restarted or lost its data, or the channel was
+        quiet longer than META_TTL): what was in flight cannot be known."""
+        logger.warning("history of %r restarted (epoch %s -> %s)", channel, was, now or "none")
         self.local.report_loss(channel, None, "history_reset")
-        chan.last = EventId(epoch, 0)
 
     async def _fill(self, channel: str, chan: _Channel, after: int, upto: int, epoch: str) -> None:
         """Deliver the events ``after < offset <= upto`` of ``epoch`` from the stream, and
@@ -923,11 +923,11 @@ class RedisBackplane(Backplane):
         if not epoch:
             # Redis restarted or lost the history: what was in flight cannot be known.
             if was:
-                self._reset(channel, chan, "(none)")
+                self._reset(channel, was, "")
             chan.last, chan.floor = None, ("", 0, True)
             return
         if was and epoch != was:
-            self._reset(channel, chan, epoch)
+            self._reset(channel, was, epoch)
             offset = 0
         elif not was:
             offset = 0  # the history began after the subscription: all of it is new here
