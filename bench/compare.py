@@ -763,6 +763,7 @@ def _floats(text: str) -> list[float]:
 
 
 def main() -> int:
+    global PEERS, SERVERS
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=fanout._int_list, default=[100, 1000, 5000])
     parser.add_argument("--deliveries", type=int, default=300_000, help="per timed burst")
@@ -790,10 +791,20 @@ def main() -> int:
         default=os.path.join(ROOT, "docs", "benchmarks-fanout.png"),
         help="PNG path ('' = none)",
     )
+    parser.add_argument(
+        "--peers",
+        default=",".join(PEERS),
+        help=f"comma-separated peers to run next to sanic-realtime (default {','.join(PEERS)})",
+    )
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--buffer-size", type=int, default=4096, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    peers = tuple(p.strip() for p in args.peers.split(",") if p.strip())
+    unknown = set(peers) - set(PEERS)
+    if unknown:
+        parser.error(f"unknown peers {sorted(unknown)}; choose from {','.join(PEERS)}")
+    PEERS, SERVERS = peers, ("sanic-realtime", *peers)
     fanout._raise_nofile()
     if args.serve:
         if (os.cpu_count() or 1) > 1:

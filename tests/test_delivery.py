@@ -178,6 +178,46 @@ async def test_slow_reader_is_disconnected_and_never_blocks_others(serve: Any) -
     slow.close()
 
 
+async def test_back_to_back_burst_keeps_order_policies_and_close_handshakes(serve: Any) -> None:
+    """One event per loop iteration (the coalescing path) under load: 20 clients get
+    every event in order; a client that stops reading is closed with 4008 without
+    holding anyone up; a client that closes mid-burst completes the close handshake."""
+    server = await serve(make_realtime(buffer_size=256))
+    realtime = server.realtime
+    slow = await RawClient.connect(server.port, "/ws/logs", rcvbuf=4096)
+    clients = [await server.connect("/ws/logs", max_queue=None).__aenter__() for _ in range(20)]
+    leaver = await server.connect("/ws/logs", max_queue=None).__aenter__()
+    try:
+        for ws in [*clients, leaver]:
+            await recv_json(ws)
+        total, payload = 3000, "x" * 1000
+        closing: asyncio.Task[None] | None = None
+        for i in range(total):
+            await realtime.publish("logs", "log", {"i": i, "p": payload})
+            await asyncio.sleep(0)
+            if i == total // 2:
+                closing = asyncio.create_task(leaver.close())
+        assert closing is not None
+        await asyncio.wait_for(closing, 10)
+        assert leaver.protocol.close_rcvd is not None
+        assert leaver.protocol.close_rcvd.code == 1000
+        for ws in clients:
+            got = [(await recv_json(ws))["data"]["i"] for _ in range(total)]
+            assert got == list(range(total))
+            await no_message(ws, 0.01)
+        await slow.read_until_closed()
+        assert slow.close_code == 4008
+        received = [m["data"]["i"] for m in slow.messages() if m.get("channel") == "logs"]
+        assert received == list(range(len(received))) and len(received) < total
+        stats = realtime.stats()
+        assert stats["slow_disconnects"] == 1
+        assert stats["total_clients"] == 20
+    finally:
+        slow.close()
+        for ws in clients:
+            await ws.close()
+
+
 async def test_drop_oldest_accounts_for_every_event(serve: Any) -> None:
     """drop_oldest over a real socket: what the slow client receives plus what it is
     told was dropped is exactly what was published; order is kept."""

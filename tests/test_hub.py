@@ -9,13 +9,14 @@ from typing import Any
 
 import pytest
 
+from sanic_realtime import hub as hub_module
 from sanic_realtime.auth import Identity
 from sanic_realtime.backplanes.memory import MemoryBackplane
 from sanic_realtime.config import parse_config
 from sanic_realtime.events import EventId
 from sanic_realtime.exceptions import ServerUnavailable, TooManyRequests, UnknownChannel
 from sanic_realtime.filters import Filter, compile_filter
-from sanic_realtime.hub import Connection, Hub
+from sanic_realtime.hub import LINGER_ITERATIONS, Connection, Hub
 from sanic_realtime.subscriptions import SubRequest
 
 from .conftest import BASE
@@ -84,6 +85,43 @@ async def test_first_fan_out_of_an_iteration_is_written_at_once_later_ones_coale
     assert socket.writes == before + 2
     assert [e["data"]["i"] for e in socket.events()] == [0, 1, 2]
     assert hub.stats()["messages_sent"] == 4  # subscribed reply + 3 events
+
+
+async def test_back_to_back_events_are_coalesced_and_an_isolated_one_is_not() -> None:
+    """Events arriving one per loop iteration (a burst from a yielding publisher) share
+    writes; no frame waits more than LINGER_ITERATIONS + 1 iterations; once the burst
+    ends, the next event is written at once again."""
+    hub = make_hub()
+    conn, socket = await joined(hub)
+    await settle()
+    before = socket.writes
+    for i in range(40):
+        await hub.publish("logs", "log", {"i": i})
+        await asyncio.sleep(0)  # one event per loop iteration
+        assert len(conn.queue) <= LINGER_ITERATIONS + 1
+    await settle()
+    assert not conn.queue
+    assert socket.writes - before <= 40 // 2  # at least two frames per write on average
+    assert [e["data"]["i"] for e in socket.events()] == list(range(40))
+    before = socket.writes
+    await hub.publish("logs", "log", {"i": 40})
+    assert socket.writes == before + 1 and not conn.queue  # not delayed
+    assert hub.stats()["messages_sent"] == 42  # subscribed reply + 41 events
+
+
+async def test_lingering_stops_at_linger_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no time to linger, a burst is still queued (not written per event) but each
+    flush writes what is there without waiting for more."""
+    monkeypatch.setattr(hub_module, "LINGER_SECONDS", 0.0)
+    hub = make_hub()
+    conn, socket = await joined(hub)
+    await settle()
+    for i in range(10):
+        await hub.publish("logs", "log", {"i": i})
+        await asyncio.sleep(0)
+        assert not conn.queue
+    await settle()
+    assert [e["data"]["i"] for e in socket.events()] == list(range(10))
 
 
 async def test_fan_out_in_order_with_one_frame_per_event() -> None:
