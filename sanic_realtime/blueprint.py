@@ -13,6 +13,7 @@ import math
 from collections.abc import Iterator, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any, cast
+from urllib.parse import parse_qs
 
 import msgspec
 from sanic import Blueprint, Request
@@ -22,7 +23,7 @@ from sanic.response import HTTPResponse
 from sanic.server.websockets.impl import WebsocketImplProtocol
 
 from . import redact
-from .auth import BEARER_SUBPROTOCOL, parse_subprotocols
+from .auth import BEARER_SUBPROTOCOL, Identity, parse_subprotocols
 from .config import RealtimeConfig
 from .events import utc_timestamp
 from .exceptions import (
@@ -35,7 +36,7 @@ from .exceptions import (
     UnknownFilter,
 )
 from .filters import FilterParam
-from .hub import CLOSE_SERVER_ERROR
+from .hub import CLOSE_SERVER_ERROR, Connection
 from .session import Session
 from .subscriptions import (
     SubRequest,
@@ -106,12 +107,31 @@ class _BearerIfOffered:
         return iter((BEARER_SUBPROTOCOL,) if BEARER_SUBPROTOCOL in offered else ())
 
 
+def _welcome(conn: Connection, identity: Identity | None) -> dict[str, Any]:
+    """The data of ``connection_established`` (docs/protocol.md)."""
+    return {
+        "status": "connected",
+        "client_id": conn.id,
+        "user_id": conn.user_id,
+        "role": conn.role,
+        "roles": list(identity.roles) if identity is not None else [],
+        "expires_at": (
+            utc_timestamp(identity.expires_at)
+            if identity is not None and identity.expires_at is not None
+            else None
+        ),
+    }
+
+
 # --------------------------------------------------------------------------- query -> plan
 
 
 def _query(request: Request) -> dict[str, str]:
-    """Query parameters; a repeated parameter's values are joined with ','."""
-    args = request.get_args(keep_blank_values=True)
+    """Query parameters; a repeated parameter's values are joined with ','.
+
+    Parsed as ``request.get_args`` does, but not cached on the request, which lives as
+    long as its WebSocket connection."""
+    args = parse_qs(request.query_string, keep_blank_values=True, errors="replace")
     return {key: ",".join(values) for key, values in args.items()}
 
 
@@ -241,20 +261,9 @@ def build_blueprint(realtime: Realtime) -> Blueprint:
         conn = hub.register(socket, request.ctx.realtime_reservation, identity)
         hooks = {ch: partial(hook, request) for ch, hook in realtime.initial_state_hooks.items()}
         session = Session(hub, conn, socket.recv, hooks, verifier=guard.verifier)
-        info = {
-            "status": "connected",
-            "client_id": conn.id,
-            "user_id": conn.user_id,
-            "role": conn.role,
-            "roles": list(identity.roles) if identity is not None else [],
-            "expires_at": (
-                utc_timestamp(identity.expires_at)
-                if identity is not None and identity.expires_at is not None
-                else None
-            ),
-        }
         try:
-            await session.run(request.ctx.realtime_plan, info)
+            # The info dict is not kept in this frame: it lives only as long as the reply.
+            await session.run(request.ctx.realtime_plan, _welcome(conn, identity))
         except asyncio.CancelledError:
             raise
         except ServerUnavailable as e:  # the backplane went away during the set-up

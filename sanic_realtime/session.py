@@ -64,6 +64,7 @@ class Session:
         await hub.subscribe(
             conn, initial, reply="connection_established", reply_data=info, hooks=self.hooks
         )
+        del info  # sent; not kept for the connection's lifetime
         while not conn.closing:
             frame = await self.receive()
             if frame is None:

@@ -87,6 +87,11 @@ class RawClient:
         self.protocol.send_text(text.encode())
         await self._send_pending()
 
+    async def send_text_bytes(self, data: bytes) -> None:
+        """Send a text frame with exactly these bytes (valid UTF-8 or not)."""
+        self.protocol.send_text(data)
+        await self._send_pending()
+
     def messages(self) -> list[dict[str, Any]]:
         return [json.loads(f.data) for f in self.frames if f.opcode is Opcode.TEXT]
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 from .conftest import make_realtime, no_message, recv_json
+from .rawclient import RawClient
 
 
 async def test_connection_established(serve: Any) -> None:
@@ -239,3 +241,67 @@ async def test_client_closing_frees_everything(serve: Any) -> None:
         assert stats["total_clients"] == 1
         assert stats["by_channel"] == {"logs": 1}
         assert server.realtime.hub._warming == {}
+
+
+async def test_fragmented_messages_are_reassembled(serve: Any) -> None:
+    """A message split into continuation frames is one message."""
+    server = await serve(make_realtime())
+    client = await RawClient.connect(server.port, "/ws")
+    try:
+        await client.read_for(0.2)  # connection_established
+        client.protocol.send_text(b'{"type": "pi', fin=False)
+        client.protocol.send_continuation(b'ng"', fin=False)
+        client.protocol.send_continuation(b"}", fin=True)
+        await client._send_pending()
+        await client.read_for(0.3)
+        assert [m["type"] for m in client.messages()] == ["connection_established", "pong"]
+    finally:
+        client.close()
+
+
+async def test_invalid_utf8_closes_1007(serve: Any) -> None:
+    """A text frame that is not UTF-8 closes the connection with 1007 and a reason."""
+    server = await serve(make_realtime())
+    client = await RawClient.connect(server.port, "/ws")
+    try:
+        await client.read_for(0.2)
+        await client.send_text_bytes(b'{"type": "ping", "x": "\xff\xfe"}')
+        await client.read_until_closed()
+        assert client.close_code == 1007
+        assert "UTF-8" in (client.close_reason or "")
+        await asyncio.sleep(0.05)
+        assert server.realtime.stats()["total_clients"] == 0
+    finally:
+        client.close()
+
+
+async def test_messages_sent_back_to_back_are_all_answered_in_order(serve: Any) -> None:
+    """Many messages in one TCP write, while the server is busy with the first: each
+    is handled, in order, and the connection then closes cleanly."""
+    server = await serve(make_realtime(client_rate_limit={"messages": 1000, "per": "1s"}))
+    client = await RawClient.connect(server.port, "/ws")
+    try:
+        await client.read_for(0.2)
+        for i in range(200):
+            verb = "subscribe" if i < 100 else "unsubscribe"
+            channel = "logs" if i % 2 == 0 else "stats"
+            client.protocol.send_text(json.dumps({"type": verb, "channels": [channel]}).encode())
+        await client._send_pending()  # all in one go
+        await client.read_for(1.0)
+        replies = [(m["type"], m["data"]["channels"]) for m in client.messages()][1:]
+        channels = [["logs"] if i % 2 == 0 else ["stats"] for i in range(200)]
+        assert replies == [
+            *(("subscribed", channels[i]) for i in range(100)),
+            ("unsubscribed", ["logs"]),
+            ("unsubscribed", ["stats"]),
+            *(("unsubscribed", []) for _ in range(98)),  # no longer subscribed
+        ]
+        client.protocol.send_close(1000, "bye")
+        await client._send_pending()
+        await client.read_until_closed()
+        assert client.close_code == 1000
+        await asyncio.sleep(0.05)
+        stats = server.realtime.stats()
+        assert stats["total_clients"] == 0 and stats["by_channel"] == {}
+    finally:
+        client.close()
