@@ -111,6 +111,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
 import fanout
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -203,15 +205,22 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / CLK_TCK
 
 
-def peak_rss_kb(pid: int) -> int | None:
+def _status(pid: int, key: str) -> str | None:
+    """The value of ``key`` in ``/proc/<pid>/status`` (its first word), or None."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
+                if line.startswith(f"{key}:"):
+                    return line.split()[1]
     except OSError:
         pass
     return None
+
+
+def peak_rss_kb(pid: int) -> int | None:
+    """VmHWM of any process (``fanout._peak_rss_kb`` reads only this process's own)."""
+    kb = _status(pid, "VmHWM")
+    return None if kb is None else int(kb)
 
 
 def socket_owners(pids: list[int], port: int) -> dict[int, int]:
@@ -335,39 +344,35 @@ class Group(fanout.Counter):
         self.parent.add(n)
 
 
-@dataclass
-class Run:
-    elapsed: float
-    publish: float
-    rate: float
-    srv_cpu: float
+@dataclass(kw_only=True)
+class Run(fanout.Run):
+    """fanout.Run (elapsed, publish, rate, srv_cpu, gen_cpu; ``lag``) plus Redis's CPU,
+    the publishing worker and the publish-only figures. ``srv_cpu`` here is the CPU of
+    all the server's processes (``/proc``), not one process's ``/bench/info``."""
+
     redis_cpu: float
-    gen_cpu: float
     publisher: int
     done: dict[int, float]  # pid -> from first publish to its clients' last frame
     publish_only: float = 0.0  # events/s
     publish_only_cpu_us: float = 0.0  # server CPU per event of the publish-only loop
     evalsha_us: float | None = None
 
-    @property
-    def lag(self) -> float:
-        return self.elapsed - self.publish
-
 
 @dataclass
-class Row:
-    setup: Setup
-    clients: int
-    events: int
-    yield_every: int
-    runs: list[Run] = field(default_factory=list)
+class Row(fanout.Row):
+    """fanout.Row (clients, events, yield_every, runs, problems; ``median``) whose
+    ``kind`` is a SETUPS name; RSS and connections per worker instead of ``maxrss_kb``."""
+
     rss_kb: list[int] = field(default_factory=list)
     per_worker: list[int] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
 
     @property
-    def median(self) -> float:
-        return statistics.median(r.rate for r in self.runs) if self.runs else 0.0
+    def setup(self) -> Setup:
+        return SETUPS[self.kind]
+
+    @property
+    def label(self) -> str:
+        return self.setup.label
 
 
 class RedisProbe:
@@ -694,7 +699,7 @@ async def bench_clients(
             sizes = ", ".join(f"pid {pid}: {g.size}" for pid, g in sorted(target.groups.items()))
             print(f"  {target.label:<24} N={clients}: clients per worker process: {sizes}")
         for every in args.yield_every:
-            block = [Row(t.setup, clients, events, every) for t in started]
+            block = [Row(t.setup.name, clients, events, every) for t in started]
             rows.extend(block)
             live = []
             for row, t in zip(block, started, strict=True):
@@ -742,7 +747,7 @@ def _print_run(row: Row, t: Target, i: int, r: Run) -> None:
     )
     evalsha = f", evalsha {r.evalsha_us:.1f} us/call" if r.evalsha_us is not None else ""
     print(
-        f"  {row.setup.label:<24} N={row.clients:<5} K={row.yield_every} run {i}: "
+        f"  {row.label:<24} N={row.clients:<5} K={row.yield_every} run {i}: "
         f"{r.rate:>11,.0f} deliveries/s ({r.elapsed:.3f} s; loop {r.publish:.3f} s; "
         f"srv {r.srv_cpu:.0%}, redis {r.redis_cpu:.0%}, gen {r.gen_cpu:.0%}; published by "
         f"pid {r.publisher} [{size} clients]; done s: {done}) | publish only "
@@ -767,9 +772,7 @@ def print_report(rows: list[Row], targets: list[Target]) -> None:
             (
                 b
                 for b in rows
-                if b.setup.name == "memory"
-                and b.clients == r.clients
-                and b.yield_every == r.yield_every
+                if b.kind == "memory" and b.clients == r.clients and b.yield_every == r.yield_every
             ),
             None,
         )
@@ -791,8 +794,7 @@ def print_report(rows: list[Row], targets: list[Target]) -> None:
         split = "+".join(map(str, r.per_worker)) or "?"
         rss = "+".join(f"{kb / 1024:.0f}" for kb in r.rss_kb) or "?"
         print(
-            f"{r.setup.label:<25}{r.clients:>7}{r.events:>7}{r.yield_every:>3}{cols}  "
-            f"{split:<15}{rss:>8}"
+            f"{r.label:<25}{r.clients:>7}{r.events:>7}{r.yield_every:>3}{cols}  {split:<15}{rss:>8}"
         )
     print()
     header = (
@@ -813,7 +815,7 @@ def print_report(rows: list[Row], targets: list[Target]) -> None:
         us = [x.evalsha_us for x in r.runs if x.evalsha_us is not None]
         evalsha = f"{statistics.median(us):.1f}" if us else "-"
         print(
-            f"{r.setup.label:<25}{r.clients:>7}{r.yield_every:>3}{during:>18,.0f}{cpu:>18,.0f}"
+            f"{r.label:<25}{r.clients:>7}{r.yield_every:>3}{during:>18,.0f}{cpu:>18,.0f}"
             f"{statistics.median(only):>24,.0f}  {spread:<19}{only_cpu:>17,.0f}{evalsha:>16}"
         )
     print()
@@ -856,7 +858,7 @@ def print_report(rows: list[Row], targets: list[Target]) -> None:
             print(f"    PROBLEM: {p}")
     for r in rows:
         for p in r.problems:
-            print(f"  PROBLEM {r.setup.label} N={r.clients} K={r.yield_every}: {p}")
+            print(f"  PROBLEM {r.label} N={r.clients} K={r.yield_every}: {p}")
     print()
     print(
         "deliveries/s = events x clients / (first publish -> last frame counted by the "
@@ -945,14 +947,7 @@ async def orchestrate(args: argparse.Namespace) -> int:
 
 def _cpus_allowed(pid: int) -> str:
     """``Cpus_allowed_list`` of a process, e.g. ``0-1``."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("Cpus_allowed_list:"):
-                    return line.split()[1]
-    except OSError:
-        pass
-    return "?"
+    return _status(pid, "Cpus_allowed_list") or "?"
 
 
 def _redis_versions() -> str:
