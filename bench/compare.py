@@ -1,7 +1,8 @@
-"""sanic-realtime side by side with its peers: burst fan-out, steady rate, idle memory.
+"""sanic-realtime side by side with its peers: burst fan-out, steady rate, idle memory, filter cost.
 
 One command runs every measurement of the issue "Fan-out at the speed limit", prints one
-table per measurement with the ratios of sanic-realtime to each peer, and writes
+table per measurement with the ratios of sanic-realtime to each peer (for the filter
+cost, of each filtered row to the unfiltered one), and writes
 ``docs/benchmarks-fanout.png`` (deliveries/s vs clients, one line per server).
 
 Servers (each a real server in its own subprocess, pinned to CPU 0; uvloop everywhere)
@@ -53,11 +54,46 @@ Measurements
        VmRSS (``/proc/PID/status``) when ready, and again 2 s after N clients have their
        welcome; KB per connection = difference / N. Then one burst of ``--idle-events``
        events (K=1) to the N clients: deliveries/s at that size (one run, not a median).
+    4. Filter cost (``--filter-clients``, default 5000; sanic-realtime only, the peers have
+       no filters): does a channel whose N subscribers are spread over 10 distinct filters
+       cost about as much per delivery as one without filters? The hub groups subscribers
+       by filter and evaluates each distinct filter once per event, not once per
+       subscriber. The server's second channel ``filtered`` declares ``component`` (eq)
+       and ``level`` (min, order debug, info, warn, error, critical); event i's data is
+       ``{"seq": i, "component": "c<i % 10>", "level": "critical", "payload": ...}`` (the
+       same for every row). Three rows, each its own server process with N clients on
+       ``/ws/filtered``; client j's query, with k = j % 10 (N/10 clients per filter):
+         no filter                   none (one group; every event reaches all N);
+         10 filters, all match       k = 0..4: ``component=c0,c1,...,c9&level=<L>`` and
+                                     k = 5..9: ``component=c0,c1,...,c9,c10&level=<L>``,
+                                     L = debug, info, warn, error, critical for k % 5 =
+                                     0..4: 10 distinct filters (10 groups), two checks each,
+                                     that every event passes: the deliveries equal row 1's,
+                                     so the difference is the cost of the filters;
+         10 filters, 1 in 10 match   ``component=c<k>``: event i reaches the N/10 clients
+                                     with k = i % 10.
+       Each row: K=1 bursts (one ``await asyncio.sleep(0)`` per event, as in 1.); E =
+       ``--filter-deliveries`` / N events for rows 1 and 2, 10 x E for row 3, so every
+       burst has the same number of deliveries. 1 warm-up burst of E/4 (row 3: 10 x E/4),
+       then ``--runs`` timed bursts per row, interleaved in a rotating order (the three
+       servers run side by side when the generator's fd budget holds 3 x N connections).
+       Per client, the generator checks the exact number of frames (row 3: client j gets
+       the seq values i with i % 10 == k) and client 0 the order of its seq values.
+       deliveries/s = counted deliveries / (first publish -> last frame counted); srv
+       µs/delivery = the server's CPU time (user+sys, from just before the burst request
+       to just after the last frame is counted) / deliveries; ratio = a row's median µs
+       per delivery / the no-filter row's. Row 3 is not only filter evaluation: each
+       connection gets 1 event in 10, so adaptive coalescing (which groups a connection's
+       queued frames into one write, lingering at most 4 loop iterations) puts fewer frames
+       in each write: about 5 in rows 1 and 2, 1 in row 3 (write syscalls counted with
+       strace at N=1000: 4.8, 4.5 and 1.0 frames per write), and the per-event costs
+       (encoding, framing, history) are spread over N/10 recipients instead of N.
 
 Usage
-    python bench/compare.py                       # everything, about 9 minutes
+    python bench/compare.py                       # everything, about 10 minutes
     python bench/compare.py --clients 100,1000 --runs 3 --rates 100,200 --idle-clients 2000
-    python bench/compare.py --only burst          # burst,steady,idle (comma-separated)
+    python bench/compare.py --only burst          # burst,steady,idle,filters (comma-separated)
+    python bench/compare.py --only filters --filter-clients 5000 --runs 3 --plot ''
 """
 
 from __future__ import annotations
@@ -71,6 +107,7 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -243,18 +280,18 @@ def serve_socketio(port: int) -> None:
 # =========================================================================== measurements
 
 
-def make_target(kind: str, clients: int, buffer_size: int, timeout: float) -> fanout.Target:
-    return fanout.Target(
-        kind,
-        clients,
-        buffer_size,
-        timeout,
-        False,
-        script=HERE,
-        method=METHOD.get(kind, "GET"),
-        path=PATH.get(kind, "/ws/bench"),
-        eio=kind == "socketio",
-    )
+def make_target(
+    kind: str, clients: int, buffer_size: int, timeout: float, **options: Any
+) -> fanout.Target:
+    """A Target for ``kind``; ``options``: fanout.Target's keyword arguments (path_of,
+    share, channel, title, ...), over the kind's defaults."""
+    defaults: dict[str, Any] = {
+        "script": HERE,
+        "method": METHOD.get(kind, "GET"),
+        "path": PATH.get(kind, "/ws/bench"),
+        "eio": kind == "socketio",
+    }
+    return fanout.Target(kind, clients, buffer_size, timeout, False, **{**defaults, **options})
 
 
 def rss_kb(pid: int) -> int:
@@ -271,10 +308,15 @@ def fd_budget() -> int:
 
 
 async def start_all(kinds: list[str], clients: int, buffer_size: int, args: Any) -> dict:
-    started: dict[str, fanout.Target] = {}
-    for kind in kinds:
-        target = make_target(kind, clients, buffer_size, args.timeout)
-        started[kind] = target
+    return await start_targets(
+        {kind: make_target(kind, clients, buffer_size, args.timeout) for kind in kinds}
+    )
+
+
+async def start_targets(started: dict[str, fanout.Target]) -> dict[str, fanout.Target]:
+    """Connect each target's clients, one target after the other; a target that fails to
+    start keeps the reason in its ``problems``."""
+    for target in started.values():
         try:
             await target.start()
         except Exception as e:
@@ -295,6 +337,51 @@ async def finish(started: dict[str, fanout.Target], targets: list[fanout.Target]
         await target.stop()
 
 
+async def warm_up(
+    pairs: list[tuple[fanout.Row, fanout.Target]],
+) -> list[tuple[fanout.Row, fanout.Target, fanout.Run]]:
+    """One untimed burst of E/4 events per row; the rows that passed, with that burst."""
+    live = []
+    for r, target in pairs:
+        if target.problems:
+            r.problems.append("server did not start")
+            continue
+        warm = await target.burst(max(1, r.events // 4), r.yield_every)
+        if isinstance(warm, str):
+            r.problems.append(f"warm-up: {warm}")
+            continue
+        live.append((r, target, warm))
+    return live
+
+
+async def interleaved(
+    pairs: list[tuple[fanout.Row, fanout.Target]],
+    runs: int,
+    phase: str,
+    note: Callable[[fanout.Run], str] | None = None,
+) -> None:
+    """``runs`` timed bursts per row, one row after the other in an order rotated each
+    round, so that a slow stretch of the machine hits every row alike."""
+    for i in range(runs):
+        shift = i % len(pairs) if pairs else 0
+        for r, target in pairs[shift:] + pairs[:shift]:
+            if r.problems:
+                continue
+            outcome = await target.burst(r.events, r.yield_every)
+            if isinstance(outcome, str):
+                r.problems.append(f"run {i + 1}: {outcome}")
+                continue
+            r.runs.append(outcome)
+            print(
+                f"  {phase} {r.label:<20} N={r.clients:<5} run {i + 1}: "
+                f"{outcome.rate:>10,.0f} deliveries/s ({outcome.elapsed:.3f} s, "
+                f"srv {outcome.srv_cpu:.0%}, gen {outcome.gen_cpu:.0%}"
+                + (note(outcome) if note else "")
+                + ")",
+                flush=True,
+            )
+
+
 async def phase_burst(args: Any, rows: list[fanout.Row], targets: list[fanout.Target]) -> None:
     kinds = [*SERVERS, "raw"]
     for clients in args.clients:
@@ -309,36 +396,13 @@ async def phase_burst(args: Any, rows: list[fanout.Row], targets: list[fanout.Ta
                 if "raw" in group:  # the raw server gives two rows: K=1 and K=0
                     block.append(fanout.Row("raw", clients, events, 0))
                 rows.extend(block)
-                live = []
-                for r in block:
-                    if started[r.kind].problems:
-                        r.problems.append("server did not start")
-                        continue
-                    warm = await started[r.kind].burst(max(1, events // 4), r.yield_every)
-                    if isinstance(warm, str):
-                        r.problems.append(f"warm-up: {warm}")
-                        continue
-                    live.append(r)
+                live = await warm_up([(r, started[r.kind]) for r in block])
+                for r, _, warm in live:
                     # A slow server gets fewer events (at least 10) so that a timed burst
                     # lasts about --max-burst-seconds at its warm-up rate.
                     fit = round(warm.rate * args.max_burst_seconds / clients)
                     r.events = min(events, max(10, fit))
-                for i in range(args.runs):
-                    shift = i % len(live) if live else 0
-                    for r in live[shift:] + live[:shift]:
-                        if r.problems:
-                            continue
-                        outcome = await started[r.kind].burst(r.events, r.yield_every)
-                        if isinstance(outcome, str):
-                            r.problems.append(f"run {i + 1}: {outcome}")
-                            continue
-                        r.runs.append(outcome)
-                        print(
-                            f"  burst {r.label:<20} N={clients:<5} run {i + 1}: "
-                            f"{outcome.rate:>10,.0f} deliveries/s ({outcome.elapsed:.3f} s, "
-                            f"srv {outcome.srv_cpu:.0%}, gen {outcome.gen_cpu:.0%})",
-                            flush=True,
-                        )
+                await interleaved([(r, t) for r, t, _ in live], args.runs, "burst")
             finally:
                 await finish(started, targets)
 
@@ -491,6 +555,107 @@ async def phase_idle(args: Any, results: list[Idle], targets: list[fanout.Target
             await finish(started, targets)
 
 
+#: Every event's component is one of these (c0..c9); ``c10`` never occurs.
+COMPONENT_LIST = ",".join(f"c{k}" for k in range(fanout.COMPONENTS))
+
+
+def all_match_filter(k: int) -> str:
+    """The query of the k-th (0..9) of 10 distinct filters that every event matches: each
+    of the 5 ``level`` thresholds (every event is ``critical``), with component c0..c9 or
+    c0..c10 (every event's component is among c0..c9)."""
+    extra = "" if k < len(fanout.LEVELS) else f",c{fanout.COMPONENTS}"
+    level = fanout.LEVELS[k % len(fanout.LEVELS)]
+    return f"component={COMPONENT_LIST}{extra}&level={level}"
+
+
+def one_in_ten_filter(k: int) -> str:
+    return f"component=c{k}"
+
+
+def _one_in_ten_share(index: int, events: int) -> range:
+    """Client j (component=c{j % 10}) gets the events i with i % 10 == j % 10."""
+    return range(index % fanout.COMPONENTS, events, fanout.COMPONENTS)
+
+
+def _filter_path(query_of: Callable[[int], str] | None) -> Callable[[int], str]:
+    base = f"/ws/{fanout.FILTER_CHANNEL}"
+    if query_of is None:
+        return lambda j: base
+    return lambda j: f"{base}?{query_of(j % fanout.COMPONENTS)}"
+
+
+@dataclass
+class FilterRow(fanout.Row):
+    """One row of the filters phase: sanic-realtime, N clients on the filtered channel."""
+
+    name: str = ""
+    groups: int = 1  # distinct filters (the hub's groups) among the N clients
+    per_event: int = 0  # recipients of each event
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+    @property
+    def us_per_delivery(self) -> list[float]:
+        """Per run: the server's CPU seconds in the timed window / deliveries, in µs."""
+        return [x.srv_cpu / x.rate * 1e6 for x in self.runs]
+
+
+def filter_rows(clients: int, events: int) -> list[tuple[FilterRow, dict[str, Any]]]:
+    """The three rows and their Targets' options. Rows 1 and 2 publish ``events`` events
+    to all N clients; row 3 publishes 10 x ``events`` events, each to N/10 clients, so that
+    every row's burst has the same number of deliveries."""
+    n10 = fanout.COMPONENTS
+    specs: list[tuple[str, Callable[[int], str] | None, Any]] = [
+        ("no filter", None, None),
+        ("10 filters, all match", all_match_filter, None),
+        ("10 filters, 1 in 10 match", one_in_ten_filter, _one_in_ten_share),
+    ]
+    out = []
+    for name, query_of, share in specs:
+        row_events = events if share is None else events * n10
+        row = FilterRow("sanic-realtime", clients, row_events, 1, name=name)
+        row.groups = 1 if query_of is None else min(clients, n10)
+        row.per_event = clients if share is None else clients // n10
+        options = {
+            "path_of": _filter_path(query_of),
+            "share": share,
+            "channel": fanout.FILTER_CHANNEL,
+            "title": f"sanic-realtime [{name}]",
+        }
+        out.append((row, options))
+    return out
+
+
+async def phase_filters(args: Any, rows: list[FilterRow], targets: list[fanout.Target]) -> None:
+    """One sanic-realtime server per row, side by side when the fd budget allows (their
+    timed bursts interleaved in a rotating order), else one group after the other."""
+    clients = args.filter_clients
+    events = max(10, round(args.filter_deliveries / clients))
+    specs = filter_rows(clients, events)
+    buffer_size = max(4096, 2 * max(r.events for r, _ in specs))
+    per_group = max(1, fd_budget() // clients)
+    for first in range(0, len(specs), per_group):
+        group = specs[first : first + per_group]
+        started = await start_targets(
+            {
+                r.name: make_target("sanic-realtime", clients, buffer_size, args.timeout, **kw)
+                for r, kw in group
+            }
+        )
+        try:
+            rows.extend(r for r, _ in group)
+            live = await warm_up([(r, started[r.name]) for r, _ in group])
+
+            def note(run: fanout.Run) -> str:
+                return f", srv {run.srv_cpu / run.rate * 1e6:.3f} µs/delivery"
+
+            await interleaved([(r, t) for r, t, _ in live], args.runs, "filters", note)
+        finally:
+            await finish(started, targets)
+
+
 # =========================================================================== report
 
 
@@ -619,6 +784,60 @@ def print_idle(results: list[Idle]) -> None:
     print()
 
 
+def print_filters(rows: list[FilterRow], args: Any) -> None:
+    if not rows:
+        return
+    n = rows[0].clients
+    print(
+        f"== 4. Filter cost: sanic-realtime, {n} clients on the channel "
+        f"'{fanout.FILTER_CHANNEL}', K=1; medians of {args.runs} runs; srv µs/delivery = "
+        "server CPU (user+sys) in the timed window / deliveries"
+    )
+    header = (
+        f"{'row':<27}{'filters':>8}{'recip/ev':>9}{'events':>7}{'deliveries/s':>14}"
+        f"  {'min..max':<22}{'srv µs/deliv':>13}  {'min..max':<13}{'ratio':>7}"
+        f"{'srv%':>6}{'gen%':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    base = statistics.median(rows[0].us_per_delivery) if rows[0].runs else 0.0
+    for r in rows:
+        filters = r.groups if r.name != "no filter" else 0
+        lead = f"{r.label:<27}{filters:>8}{r.per_event:>9}{r.events:>7}"
+        if not r.runs:
+            print(f"{lead}{'FAILED':>14}")
+            continue
+        rates = [x.rate for x in r.runs]
+        us = r.us_per_delivery
+        mid = statistics.median(us)
+        srv = statistics.median(x.srv_cpu for x in r.runs)
+        gen = statistics.median(x.gen_cpu for x in r.runs)
+        print(
+            f"{lead}{r.median:>14,.0f}  {f'{min(rates):,.0f}..{max(rates):,.0f}':<22}"
+            f"{mid:>13.3f}  {f'{min(us):.3f}..{max(us):.3f}':<13}{_ratio(mid, base):>7}"
+            f"{srv:>6.0%}{gen:>6.0%}"
+        )
+    print(
+        "ratio = the row's srv µs/delivery / the no-filter row's (1.00x: filters add nothing "
+        "per delivery)"
+    )
+    path = f"/ws/{fanout.FILTER_CHANNEL}"
+    print(
+        f"client j connects to (k = j % {fanout.COMPONENTS}; every event has component "
+        f"c<seq % {fanout.COMPONENTS}> and level {fanout.LEVELS[-1]}):"
+    )
+    print(f"  no filter                  {path}")
+    for k in range(fanout.COMPONENTS):
+        print(f"  10 filters, all match      k={k}: {path}?{all_match_filter(k)}")
+    print(f"  10 filters, 1 in 10 match  {path}?component=c<k>")
+    print(
+        "row 3 publishes 10x the events (same deliveries per burst); each connection gets 1 "
+        "event in 10,\n  so fewer frames share each coalesced write: its cost per delivery "
+        "is not only filter evaluation"
+    )
+    print()
+
+
 def print_checks(targets: list[fanout.Target]) -> None:
     print("checks, per server process:")
     for t in targets:
@@ -626,7 +845,8 @@ def print_checks(targets: list[fanout.Target]) -> None:
         closes = ",".join(sorted({str(code) for _, code, _ in c.closes})) or "none"
         order = {True: "ok", False: "WRONG", None: "n/a"}[t.order_ok]
         line = (
-            f"  {label(t.kind):<20} N={t.clients:<5} events={sum(t.bursts)}: lost={t.lost} "
+            f"  {t.title or label(t.kind):<20} N={t.clients:<5} events={sum(t.bursts)}: "
+            f"lost={t.lost} "
             f"extra={t.extra} closes={len(c.closes)} ({closes}) dropped conns="
             f"{c.lost_connections} client-0 order {order}; first event {t.frame_size} bytes"
         )
@@ -715,7 +935,7 @@ def _cpu_model() -> str:
 async def orchestrate(args: Any) -> int:
     pinned = fanout._pin(fanout.CLIENT_CPU) if (os.cpu_count() or 1) > 1 else False
     t_start = time.monotonic()
-    print("sanic-realtime vs peers: burst fan-out, steady rate, idle memory")
+    print("sanic-realtime vs peers: burst fan-out, steady rate, idle memory, filter cost")
     print(f"command: {' '.join(['python', *sys.argv])}")
     cpu = _cpu_model()
     release = platform.release()
@@ -729,6 +949,7 @@ async def orchestrate(args: Any) -> int:
     rows: list[fanout.Row] = []
     steady_results: dict[str, list[Step]] = {}
     idle: list[Idle] = []
+    filter_results: list[FilterRow] = []
     targets: list[fanout.Target] = []
     if "burst" in args.only:
         await phase_burst(args, rows, targets)
@@ -736,12 +957,15 @@ async def orchestrate(args: Any) -> int:
         await phase_steady(args, steady_results, targets)
     if "idle" in args.only:
         await phase_idle(args, idle, targets)
+    if "filters" in args.only:
+        await phase_filters(args, filter_results, targets)
     print()
     if rows:
         print_burst(rows, args)
     if steady_results:
         print_steady(steady_results, args)
     print_idle(idle)
+    print_filters(filter_results, args)
     print_checks(targets)
     if rows and args.plot:
         os.makedirs(os.path.dirname(args.plot), exist_ok=True)
@@ -754,8 +978,8 @@ async def orchestrate(args: Any) -> int:
     if fanout._source_digest() != source:
         print("WARNING: the sanic_realtime sources changed during this run. Run again.")
         return 1
-    failed = any(r.problems or not r.runs for r in rows) or any(t.failed for t in targets)
-    return 1 if failed else 0
+    failed = any(r.problems or not r.runs for r in [*rows, *filter_results])
+    return 1 if failed or any(t.failed for t in targets) else 0
 
 
 def _floats(text: str) -> list[float]:
@@ -782,9 +1006,18 @@ def main() -> int:
     parser.add_argument("--p99-ms", type=float, default=50.0)
     parser.add_argument("--idle-clients", type=int, default=10_000)
     parser.add_argument("--idle-events", type=int, default=10, help="0 = no burst")
+    parser.add_argument("--filter-clients", type=int, default=5000)
+    parser.add_argument(
+        "--filter-deliveries",
+        type=int,
+        default=1_000_000,
+        help="deliveries per timed burst of each filters row",
+    )
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument(
-        "--only", default="burst,steady,idle", help="comma-separated: burst,steady,idle"
+        "--only",
+        default="burst,steady,idle,filters",
+        help="comma-separated: burst,steady,idle,filters",
     )
     parser.add_argument(
         "--plot",
@@ -822,7 +1055,12 @@ def main() -> int:
         else:
             parser.error(f"unknown server {args.serve}")
         return 0
-    args.only = {x.strip() for x in args.only.split(",")}
+    args.only = {x.strip() for x in args.only.split(",") if x.strip()}
+    unknown = args.only - {"burst", "steady", "idle", "filters"}
+    if unknown:
+        parser.error(f"unknown --only {sorted(unknown)}; choose from burst,steady,idle,filters")
+    if args.filter_clients < 1:
+        parser.error("--filter-clients must be at least 1")
     import uvloop
 
     return uvloop.run(orchestrate(args))

@@ -15,7 +15,11 @@ Servers (each a real server in its own subprocess, its own session/process group
         single_process=True, access_log=False)``; Sanic picks uvloop. Clients connect to
         ``/ws/bench``. A bench route ``POST /bench/burst?events=E&yield_every=K`` runs, in
         the server's own event loop, ``await rt.publish("bench", "tick", {"seq": i,
-        "payload": "x" * 150})`` E times (JSON text messages of about 266 bytes).
+        "payload": "x" * 150})`` E times (JSON text messages of about 266 bytes). With
+        ``&channel=filtered`` it publishes on a second channel instead, which declares the
+        filters ``component`` (eq) and ``level`` (min over debug..critical); there each
+        event's data also carries ``component`` = ``c{seq % 10}`` and ``level`` =
+        ``critical`` (used by ``bench/compare.py --only filters``; not by this script).
     websockets.broadcast (the peer)
         websockets 17 ``websockets.asyncio.server.serve`` on uvloop; its handler sends a
         ``connection_established`` text message, then waits for the close. The burst
@@ -116,6 +120,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -126,6 +131,12 @@ PAYLOAD = "x" * 150
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0E11DC85"
 KINDS = ("sanic-realtime", "websockets")
 LABEL = {"sanic-realtime": "sanic-realtime", "websockets": "websockets.broadcast", "raw": "raw"}
+#: sanic-realtime's second channel (``bench/compare.py --only filters``): it declares the
+#: filters ``component`` (eq) and ``level`` (min over LEVELS); its events' data carry
+#: ``component = f"c{seq % COMPONENTS}"`` and ``level = "critical"`` (see filtered_data).
+FILTER_CHANNEL = "filtered"
+LEVELS = ("debug", "info", "warn", "error", "critical")
+COMPONENTS = 10
 
 
 def _pin(cpu: int) -> bool:
@@ -222,6 +233,18 @@ def steady_args(args: dict[str, str]) -> tuple[float, float]:
     return float(args.get("rate", "100")), float(args.get("duration", "5"))
 
 
+def _bench_data(i: int) -> dict[str, Any]:
+    """Event i's data on ``bench``."""
+    return {"seq": i, "payload": PAYLOAD}
+
+
+def filtered_data(i: int) -> dict[str, Any]:
+    """Event i's data on FILTER_CHANNEL: ``bench``'s ``seq`` and ``payload``, plus the
+    fields its filters read. ``level`` is the highest of LEVELS, so every ``level=`` value
+    matches it."""
+    return {"seq": i, "component": f"c{i % COMPONENTS}", "level": LEVELS[-1], "payload": PAYLOAD}
+
+
 # =========================================================================== servers
 
 
@@ -233,7 +256,9 @@ def serve_sanic(port: int, buffer_size: int) -> None:
     from sanic_realtime import Realtime
     from sanic_realtime.config import parse_config
 
-    config = {"buffer_size": buffer_size, "max_clients": 20000, "channels": {"bench": {}}}
+    filters = {"component": {}, "level": {"op": "min", "order": list(LEVELS)}}
+    channels = {"bench": {}, FILTER_CHANNEL: {"filters": filters}}
+    config = {"buffer_size": buffer_size, "max_clients": 20000, "channels": channels}
     rt = Realtime(parse_config(config))
     app = Sanic("bench")
     app.config.AUTO_EXTEND = False
@@ -243,10 +268,12 @@ def serve_sanic(port: int, buffer_size: int) -> None:
     async def burst(request: Request) -> HTTPResponse:
         events = int(request.args.get("events", "1"))
         every = int(request.args.get("yield_every", "1"))
+        channel = request.args.get("channel", "bench")
+        make = filtered_data if channel == FILTER_CHANNEL else _bench_data
         recipients = 0
         t_start = time.monotonic()
         for i in range(events):
-            result = await rt.publish("bench", "tick", {"seq": i, "payload": PAYLOAD})
+            result = await rt.publish(channel, "tick", make(i))
             recipients += result.recipients
             if every and (i + 1) % every == 0:
                 await asyncio.sleep(0)
@@ -762,7 +789,15 @@ class Server:
 
 
 class Target:
-    """One server process and the N generator connections to it."""
+    """One server process and the N generator connections to it.
+
+    By default every client connects to ``path`` and must receive every event of every
+    burst. Optional, for filtered subscriptions: ``path_of(i)`` is client i's path;
+    ``share(i, events)`` is the range of ``seq`` values of a burst of ``events`` that
+    client i must receive, in order (its frame count and, for client 0, the order are
+    checked against it); ``channel`` is passed to the burst route; ``title`` replaces the
+    server's label in reports.
+    """
 
     def __init__(
         self,
@@ -776,8 +811,16 @@ class Target:
         method: str | None = None,
         path: str = "/ws/bench",
         eio: bool = False,
+        path_of: Callable[[int], str] | None = None,
+        share: Callable[[int, int], range] | None = None,
+        channel: str | None = None,
+        title: str | None = None,
     ) -> None:
         self.kind = kind
+        self.path_of = path_of
+        self.share = share
+        self.channel = channel
+        self.title = title
         self.pause = pause
         self.clients = clients
         self.buffer_size = buffer_size
@@ -799,7 +842,19 @@ class Target:
 
     @property
     def label(self) -> str:
+        if self.title:
+            return self.title
         return "raw reference server" if self.kind == "raw" else LABEL[self.kind]
+
+    def seqs(self, index: int, events: int) -> range:
+        """The ``seq`` values of a burst of ``events`` that client ``index`` must get."""
+        return self.share(index, events) if self.share else range(events)
+
+    def expected(self, index: int) -> int:
+        """Text frames client ``index`` must have counted so far: welcome + its events."""
+        if self.share is None:
+            return 1 + sum(self.bursts)
+        return 1 + sum(len(self.share(index, b)) for b in self.bursts)
 
     async def start(self) -> None:
         info = await self.server.wait_ready()
@@ -808,9 +863,10 @@ class Target:
         sem = asyncio.Semaphore(50)
 
         async def one(i: int) -> None:
+            path = self.path_of(i) if self.path_of else self.path
             async with sem:
                 _, client = await loop.create_connection(
-                    lambda: WsClient(i, self.counter, self.path, inspect=i == 0, eio=self.eio),
+                    lambda: WsClient(i, self.counter, path, inspect=i == 0, eio=self.eio),
                     "127.0.0.1",
                     self.server.port,
                 )
@@ -828,11 +884,16 @@ class Target:
     async def burst(self, events: int, yield_every: int) -> Run | str:
         """Publish ``events`` in the server; a Run, or what went wrong."""
         clients = self.clients
-        target = self.counter.total + events * clients
+        deliveries = events * clients
+        if self.share is not None:
+            deliveries = sum(len(self.share(j, events)) for j in range(clients))
+        target = self.counter.total + deliveries
         info0 = await self.info()
         cpu0 = time.process_time()
         waiter = self.counter.expect(target)
         query = f"/bench/burst?events={events}&yield_every={yield_every}"
+        if self.channel:
+            query += f"&channel={self.channel}"
         if self.pause:  # diagnostic: nothing is read while the server publishes
             for c in self.conns:
                 c.transport.pause_reading()
@@ -851,22 +912,23 @@ class Target:
             t_done = await asyncio.wait_for(waiter, self.timeout)
         except asyncio.TimeoutError:
             missing = target - self.counter.total
-            return f"{missing} of {events * clients} frames not received within {self.timeout:g}s"
+            return f"{missing} of {deliveries} frames not received within {self.timeout:g}s"
         cpu1 = time.process_time()
         info1 = await self.info()
-        if answer["recipients"] != events * clients:
-            return (
-                f"the server reports {answer['recipients']} recipients, expected {events * clients}"
-            )
-        expected = 1 + sum(self.bursts)
-        wrong = sum(1 for c in self.conns if c.count != expected)
+        if answer["recipients"] != deliveries:
+            return f"the server reports {answer['recipients']} recipients, expected {deliveries}"
+        wrong = [c for c in self.conns if c.count != self.expected(c.index)]
         if wrong:
-            return f"{wrong} clients have a frame count other than {expected}"
+            c = wrong[0]
+            return (
+                f"{len(wrong)} clients have a frame count other than expected (client "
+                f"{c.index}: {c.count}, expected {self.expected(c.index)})"
+            )
         elapsed = t_done - answer["t_start"]
         return Run(
             elapsed=elapsed,
             publish=answer["t_end"] - answer["t_start"],
-            rate=events * clients / elapsed,
+            rate=deliveries / elapsed,
             srv_cpu=(info1["cpu"] - info0["cpu"]) / elapsed,
             gen_cpu=(cpu1 - cpu0) / elapsed,
         )
@@ -876,8 +938,8 @@ class Target:
         await asyncio.sleep(0.3)  # let anything extra arrive
         if self.kind == "sanic-realtime":
             self.stats = await http(self.server.port, "GET", "/admin/ws/stats")
-        expected = 1 + sum(self.bursts)
         for c in self.conns:
+            expected = self.expected(c.index)
             if c.count < expected:
                 self.lost += expected - c.count
             elif c.count > expected:
@@ -885,7 +947,9 @@ class Target:
         if self.conns:
             seen = self.conns[0].seen
             self.frame_size = seen[0][1] if seen else None
-            self.order_ok = [s for s, _ in seen] == [i for b in self.bursts for i in range(b)]
+            index = self.conns[0].index
+            want = [i for b in self.bursts for i in self.seqs(index, b)]
+            self.order_ok = [s for s, _ in seen] == want
         self.problems.extend(self.counter.errors[:5])
 
     @property
