@@ -610,10 +610,21 @@ class Hub:
             self._flush_scheduled = False
         self._lingered = 0
         dirty, self._dirty = self._dirty, []
+        sent = 0
         for conn in dirty:
             conn.dirty = False
-            if not conn.blocked:
+            if conn.blocked:
+                continue
+            queue = conn.queue
+            # One frame (a connection that gets few of the events): one call that checks
+            # and writes; _write handles everything else, and the cases this one refuses.
+            if len(queue) == 1 and not conn.dropped and conn.socket.try_write(queue[0][1]):
+                queue.clear()
+                conn.events = conn.allowance = 0
+                sent += 1
+            else:
                 self._write(conn)
+        self.messages_sent += sent
 
     def _write(self, conn: Connection) -> bool:
         """Write everything queued for ``conn`` in one write, or wait until it can be.
