@@ -53,7 +53,13 @@ Measurements
     3. Idle memory and size (``--idle-clients``, default 10000): one server at a time; its
        VmRSS (``/proc/PID/status``) when ready, and again 2 s after N clients have their
        welcome; KB per connection = difference / N. Then one burst of ``--idle-events``
-       events (K=1) to the N clients: deliveries/s at that size (one run, not a median).
+       events (K=1) to the N clients: deliveries/s at that size (one run, not a median),
+       and a steady ``--idle-rate`` events/s (default 10, i.e. 100,000 deliveries/s) for
+       ``--steady-seconds``: achieved, p50, p99, lost, as in 2. sanic-realtime runs as a
+       deployment would: its clients subscribe through the 10 distinct all-match filters
+       of phase 4 on ``filtered``, and its heartbeat runs every ``--idle-heartbeat`` s
+       (default 1; client_timeout 3x) so that pings really happen during the phase; the
+       table's footer counts the pings the clients answered.
     4. Filter cost (``--filter-clients``, default 5000; sanic-realtime only, the peers have
        no filters): does a channel whose N subscribers are spread over 10 distinct filters
        cost about as much per delivery as one without filters? The hub groups subscribers
@@ -446,6 +452,8 @@ async def steady(t: fanout.Target, rate: float, args: Any) -> Step:
     cpu0, w0 = time.process_time(), time.monotonic()
     waiter = t.counter.expect(base + n * t.clients)
     query = f"/bench/steady?rate={rate:g}&duration={args.steady_seconds:g}"
+    if t.channel:
+        query += f"&channel={t.channel}"
     try:
         answer = await fanout.http(
             t.server.port, t.server.method, query, timeout=args.steady_seconds * 4 + 60
@@ -510,6 +518,8 @@ class Idle:
     before_kb: int = 0
     after_kb: int = 0
     run: fanout.Run | None = None
+    step: Step | None = None
+    pings: int = 0  # WebSocket pings the clients received (and answered) during the phase
     problem: str = ""
 
     @property
@@ -521,7 +531,16 @@ async def phase_idle(args: Any, results: list[Idle], targets: list[fanout.Target
     for kind in [*SERVERS, "raw"]:
         row = Idle(kind, args.idle_clients)
         results.append(row)
-        target = make_target(kind, args.idle_clients, 4096, args.timeout)
+        options: dict[str, Any] = {}
+        if kind == "sanic-realtime":
+            # As a deployment has it: filtered subscriptions (10 distinct filters that every
+            # event matches, as in the filters phase) and heartbeats that actually happen.
+            options = {"path_of": _filter_path(all_match_filter), "channel": fanout.FILTER_CHANNEL}
+            os.environ["BENCH_HEARTBEAT"] = f"{args.idle_heartbeat:g}"
+        try:
+            target = make_target(kind, args.idle_clients, 4096, args.timeout, **options)
+        finally:
+            os.environ.pop("BENCH_HEARTBEAT", None)
         started = {kind: target}
         try:
             await target.server.wait_ready()
@@ -548,6 +567,17 @@ async def phase_idle(args: Any, results: list[Idle], targets: list[fanout.Target
                         f"{args.idle_events} events: {outcome.rate:,.0f} deliveries/s",
                         flush=True,
                     )
+            if args.idle_rate and kind != "raw":
+                await asyncio.sleep(1.0)
+                step = row.step = await steady(target, args.idle_rate, args)
+                print(
+                    f"  idle {label(kind):<20} N={args.idle_clients}: steady "
+                    f"{args.idle_rate:g} ev/s: achieved {step.achieved:.1f}, "
+                    f"p50 {step.pct(0.5) * 1000:.1f} ms, p99 {step.pct(0.99) * 1000:.1f} ms, "
+                    f"lost {step.lost}" + (f" PROBLEM {step.problem}" if step.problem else ""),
+                    flush=True,
+                )
+            row.pings = target.counter.pings
         except Exception as e:
             row.problem = f"{type(e).__name__}: {e}"
             target.problems.append(row.problem)
@@ -749,14 +779,16 @@ def print_steady(results: dict[str, list[Step]], args: Any) -> None:
     print()
 
 
-def print_idle(results: list[Idle]) -> None:
+def print_idle(results: list[Idle], args: Any) -> None:
     if not results:
         return
     n = results[0].clients
     print(f"== 3. {n} idle connections per server process (one server at a time)")
+    rate_now = next((r.step.rate for r in results if r.step), 0.0)
     header = (
         f"{'server':<20}{'RSS ready':>10}{f'RSS +{n}':>12}{'KB/conn':>9}"
         f"{'events':>8}{'deliveries/s (1 burst)':>24}{'srv%':>6}{'gen%':>6}"
+        + (f"  steady {rate_now:g} ev/s: achieved, p50, p99, lost" if rate_now else "")
     )
     print(header)
     print("-" * len(header))
@@ -766,11 +798,24 @@ def print_idle(results: list[Idle]) -> None:
         gen = f"{r.run.gen_cpu:.0%}" if r.run else ""
         kb = f"{r.kb_per_conn:.1f}" if r.after_kb else "?"
         events = r.run and round(r.run.rate * r.run.elapsed / r.clients)
+        st = r.step
+        steady_cols = (
+            f"  {st.achieved:.1f}, {st.pct(0.5) * 1000:.1f} ms, {st.pct(0.99) * 1000:.1f} ms,"
+            f" {st.lost}" + (f" PROBLEM {st.problem[:120]}" if st.problem else "")
+            if st
+            else ""
+        )
         print(
             f"{label(r.kind):<20}{r.before_kb / 1024:>8.1f}MB{r.after_kb / 1024:>10.1f}MB"
-            f"{kb:>9}{events or '':>8}{rate:>24}{srv:>6}{gen:>6}"
+            f"{kb:>9}{events or '':>8}{rate:>24}{srv:>6}{gen:>6}{steady_cols}"
             + (f"  PROBLEM {r.problem[:200]}" if r.problem else "")
         )
+    pings = ", ".join(f"{label(r.kind)} {r.pings}" for r in results)
+    print(
+        "sanic-realtime: clients on /ws/filtered with 10 distinct filters that match every "
+        f"event; heartbeat_interval {args.idle_heartbeat:g} s (client_timeout 3x)\n"
+        f"pings received and answered by the clients during the phase: {pings}"
+    )
     mine = next((r for r in results if r.kind == "sanic-realtime"), None)
     if mine and mine.after_kb:
         print("ratios of sanic-realtime: KB/conn and deliveries/s")
@@ -964,7 +1009,7 @@ async def orchestrate(args: Any) -> int:
         print_burst(rows, args)
     if steady_results:
         print_steady(steady_results, args)
-    print_idle(idle)
+    print_idle(idle, args)
     print_filters(filter_results, args)
     print_checks(targets)
     if rows and args.plot:
@@ -1006,6 +1051,15 @@ def main() -> int:
     parser.add_argument("--p99-ms", type=float, default=50.0)
     parser.add_argument("--idle-clients", type=int, default=10_000)
     parser.add_argument("--idle-events", type=int, default=10, help="0 = no burst")
+    parser.add_argument(
+        "--idle-rate", type=float, default=10.0, help="steady ev/s at --idle-clients (0 = none)"
+    )
+    parser.add_argument(
+        "--idle-heartbeat",
+        type=float,
+        default=1.0,
+        help="sanic-realtime's heartbeat_interval (s) in the idle phase; client_timeout 3x",
+    )
     parser.add_argument("--filter-clients", type=int, default=5000)
     parser.add_argument(
         "--filter-deliveries",

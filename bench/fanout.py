@@ -258,7 +258,14 @@ def serve_sanic(port: int, buffer_size: int) -> None:
 
     filters = {"component": {}, "level": {"op": "min", "order": list(LEVELS)}}
     channels = {"bench": {}, FILTER_CHANNEL: {"filters": filters}}
-    config = {"buffer_size": buffer_size, "max_clients": 20000, "channels": channels}
+    config: dict[str, Any] = {
+        "buffer_size": buffer_size,
+        "max_clients": 20000,
+        "channels": channels,
+    }
+    heartbeat = float(os.environ.get("BENCH_HEARTBEAT", "0"))
+    if heartbeat:  # pings that actually happen during a short run (compare.py's idle phase)
+        config.update(heartbeat_interval=heartbeat, client_timeout=3 * heartbeat)
     rt = Realtime(parse_config(config))
     app = Sanic("bench")
     app.config.AUTO_EXTEND = False
@@ -284,8 +291,11 @@ def serve_sanic(port: int, buffer_size: int) -> None:
     async def steady(request: Request) -> HTTPResponse:
         rate, duration = steady_args({k: request.args.get(k) for k in request.args})
 
+        channel = request.args.get("channel", "bench")
+        make = filtered_data if channel == FILTER_CHANNEL else _bench_data
+
         async def publish(i: int, pt: float) -> None:
-            await rt.publish("bench", "tick", {"seq": i, "pt": pt, "payload": PAYLOAD})
+            await rt.publish(channel, "tick", {**make(i), "pt": pt})
 
         return json_response(await steady_loop(publish, rate, duration))
 
@@ -487,6 +497,7 @@ class Counter:
         self.closes: list[tuple[int, int, str]] = []  # (client, close code, reason)
         self.lost_connections = 0
         self.errors: list[str] = []
+        self.pings = 0  # WebSocket pings received (and answered)
 
     def expect(self, target: int) -> asyncio.Future[float]:
         self.target = target
@@ -640,6 +651,7 @@ class WsClient(asyncio.Protocol):
     def _control(self, b0: int, payload: bytes) -> None:
         opcode = b0 & 0x0F
         if opcode == 0x9:  # ping -> masked pong with the same payload
+            self.counter.pings += 1
             mask = os.urandom(4)
             masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
             self.transport.write(bytes((0x8A, 0x80 | len(payload))) + mask + masked)
