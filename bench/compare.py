@@ -1044,7 +1044,9 @@ def main() -> int:
     )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--steady-clients", type=int, default=1000)
-    parser.add_argument("--rates", type=_floats, default=[100, 125, 150, 200, 300, 400])
+    parser.add_argument(
+        "--rates", type=_floats, default=[100, 125, 150, 200, 300, 400, 600, 800, 1200]
+    )
     parser.add_argument("--steady-seconds", type=float, default=5.0)
     parser.add_argument("--sample-every", type=int, default=10)
     parser.add_argument("--grace", type=float, default=3.0)
