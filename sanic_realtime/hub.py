@@ -28,6 +28,7 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from functools import partial
 from typing import Any, Protocol
 
 import msgspec
@@ -86,8 +87,9 @@ class Socket(Protocol):
         return whether it was written. Never raises."""
         ...
 
-    async def ping(self) -> Awaitable[None]:
-        """Send a ping; the awaitable completes when the pong arrives."""
+    def ping(self, frame: bytes, payload: bytes, on_pong: Callable[[], None]) -> None:
+        """Write ``frame``, a ping with ``payload``, if the connection is open; call
+        ``on_pong`` when the matching pong arrives. Never raises."""
         ...
 
     async def close(self, code: int, reason: str) -> None:
@@ -247,6 +249,8 @@ class Hub:
         self._fanouts = 0
         self._lingered = 0
         self._linger_start = 0.0
+        #: heartbeat ticks so far: each tick's ping payload is unique
+        self._pings = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ticker: asyncio.Task[None] | None = None
         self.started = False
@@ -906,6 +910,10 @@ class Hub:
         now = self._monotonic()
         heartbeat = self.config.heartbeat_interval
         timeout = self.config.client_timeout
+        # One ping frame per tick, the same bytes for every connection (as for events).
+        self._pings += 1
+        payload = b"rt" + self._pings.to_bytes(6, "big")
+        frame = Frame(Opcode.PING, payload).serialize(mask=False)
         for conn in list(self._conns.values()):
             if conn.closing:
                 continue
@@ -915,15 +923,10 @@ class Hub:
                 )
             elif now - conn.last_ping >= heartbeat and not conn.blocked:
                 conn.last_ping = now
-                self._spawn(self._ping(conn))
-
-    async def _ping(self, conn: Connection) -> None:
-        try:
-            pong = await conn.socket.ping()
-            await pong
-        except Exception:
-            return  # closed meanwhile; the reader or the timeout handles it
-        self.touch(conn)
+                try:
+                    conn.socket.ping(frame, payload, partial(self.touch, conn))
+                except Exception:  # pragma: no cover - a socket must not stop heartbeats
+                    logger.debug("ping to %s failed", conn, exc_info=True)
 
     # ----------------------------------------------------------------- figures
 

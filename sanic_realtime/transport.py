@@ -112,6 +112,27 @@ class Inbox:
             self._waiter = None
 
 
+class _Pong:
+    """What Sanic's ``process_pong`` and ``abort_pings`` need of a ping's waiter."""
+
+    __slots__ = ("on_pong",)
+
+    def __init__(self, on_pong: Callable[[], None]) -> None:
+        self.on_pong = on_pong
+
+    def done(self) -> bool:
+        return False
+
+    def set_result(self, _: object) -> None:
+        self.on_pong()
+
+    def set_exception(self, _: object) -> None:
+        pass  # the connection is gone: its reader or the timeout handles that
+
+    def cancel(self) -> None:
+        pass
+
+
 class SanicSocket:
     __slots__ = ("_high_water", "_inbox", "_io", "_transport", "ws")
 
@@ -164,9 +185,18 @@ class SanicSocket:
             return False
         return True
 
-    async def ping(self) -> Awaitable[None]:
-        waiter: Awaitable[None] = await self.ws.ping()
-        return waiter
+    def ping(self, frame: bytes, payload: bytes, on_pong: Callable[[], None]) -> None:
+        """Write a pre-built ping frame; ``on_pong`` runs when its pong arrives.
+
+        Sanic's ``ws.ping()`` costs a task's worth of work per ping (a lock, a random
+        payload from the OS, two futures); the hub pings every connection with the
+        same frame each tick. The pong is matched by Sanic, through ``ws.pings``,
+        which here holds a :class:`_Pong` instead of a future."""
+        transport = self._transport
+        if self.ws.ws_proto.state is not State.OPEN or transport.is_closing():
+            return
+        self.ws.pings[payload] = cast(Any, _Pong(on_pong))
+        transport.write(frame)
 
     async def close(self, code: int, reason: str) -> None:
         await self.ws.close(code, _short(reason))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
+from collections.abc import Callable
 from typing import Any
 
 
@@ -34,7 +35,8 @@ class FakeSocket:
         self.fail_writes = False
         self.closed_with: tuple[int, str] | None = None
         self.aborted_with: tuple[int, str] | None = None
-        self.pings: list[asyncio.Future[None]] = []
+        self.pings: list[Callable[[], None]] = []
+        self.ping_frames: list[bytes] = []
         self._writable = asyncio.Event()
         if writable:
             self._writable.set()
@@ -71,10 +73,11 @@ class FakeSocket:
             return False
         return True
 
-    async def ping(self) -> asyncio.Future[None]:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.pings.append(future)
-        return future
+    def ping(self, frame: bytes, payload: bytes, on_pong: Callable[[], None]) -> None:
+        """Records the ping; ``pings[i]()`` is the client's pong."""
+        if self.open:
+            self.pings.append(on_pong)
+            self.ping_frames.append(frame)
 
     async def close(self, code: int, reason: str) -> None:
         self.closed_with = (code, reason)
