@@ -58,8 +58,8 @@ Measurements
        ``--steady-seconds``: achieved, p50, p99, lost, as in 2. sanic-realtime runs as a
        deployment would: its clients subscribe through the 10 distinct all-match filters
        of phase 4 on ``filtered``, and its heartbeat runs every ``--idle-heartbeat`` s
-       (default 5, the example app's is 30; client_timeout 3x) so that pings really happen during the phase; the
-       table's footer counts the pings the clients answered.
+       (default 5, the example app's is 30; client_timeout 3x) so that pings really
+       happen during the phase; the table's footer counts the pings the clients answered.
     4. Filter cost (``--filter-clients``, default 5000; sanic-realtime only, the peers have
        no filters): does a channel whose N subscribers are spread over 10 distinct filters
        cost about as much per delivery as one without filters? The hub groups subscribers
