@@ -115,7 +115,6 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -952,23 +951,15 @@ def plot(rows: list[fanout.Row], idle: list[Idle], path: str, title: str) -> Non
     print(f"plot written: {os.path.relpath(path, ROOT)}")
 
 
-def _versions() -> str:
-    names = (
-        "sanic",
-        "websockets",
-        "uvloop",
-        "msgspec",
-        "python-socketio",
-        "python-engineio",
-        "aiohttp",
-    )
-    out = []
-    for name in names:
-        try:
-            out.append(f"{name} {metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            out.append(f"{name} (not installed)")
-    return ", ".join(out)
+PEER_VERSIONS = (
+    "sanic",
+    "websockets",
+    "uvloop",
+    "msgspec",
+    "python-socketio",
+    "python-engineio",
+    "aiohttp",
+)
 
 
 def _cpu_model() -> str:
@@ -985,7 +976,7 @@ async def orchestrate(args: Any) -> int:
     cpu = _cpu_model()
     release = platform.release()
     print(f"machine: nproc={os.cpu_count()}, {cpu}, {platform.machine()}, Linux {release}")
-    print(f"python {platform.python_version()}; {_versions()}")
+    print(f"python {platform.python_version()}; {fanout._versions(PEER_VERSIONS)}")
     source = fanout._source_digest()
     print(f"sanic_realtime sources: sha256 {source}{fanout._git()}")
     print("pinning: servers on CPU 0, load generator on CPU 1" if pinned else "pinning: NOT pinned")

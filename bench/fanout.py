@@ -983,8 +983,10 @@ class Target:
         await self.server.stop()
 
 
-def _versions() -> str:
-    names = ("sanic-realtime", "sanic", "websockets", "uvloop", "msgspec")
+def _versions(
+    names: tuple[str, ...] = ("sanic-realtime", "sanic", "websockets", "uvloop", "msgspec"),
+) -> str:
+    """``name version`` of each installed distribution in ``names``."""
     parts = []
     for name in names:
         try:

@@ -614,21 +614,10 @@ class Hub:
             self._flush_scheduled = False
         self._lingered = 0
         dirty, self._dirty = self._dirty, []
-        sent = 0
         for conn in dirty:
             conn.dirty = False
-            if conn.blocked:
-                continue
-            queue = conn.queue
-            # One frame (a connection that gets few of the events): one call that checks
-            # and writes; _write handles everything else, and the cases this one refuses.
-            if len(queue) == 1 and not conn.dropped and conn.socket.try_write(queue[0][1]):
-                queue.clear()
-                conn.events = conn.allowance = 0
-                sent += 1
-            else:
+            if not conn.blocked:
                 self._write(conn)
-        self.messages_sent += sent
 
     def _write(self, conn: Connection) -> bool:
         """Write everything queued for ``conn`` in one write, or wait until it can be.
@@ -636,9 +625,17 @@ class Hub:
 
         May run inside a fan-out loop: it never changes rooms itself (closing is deferred).
         """
-        if not conn.queue:
+        queue = conn.queue
+        if not queue:
             return True
         socket = conn.socket
+        # One frame (a connection that gets few of the events): one call that checks and
+        # writes. What it refuses (closed, blocked) is handled below.
+        if len(queue) == 1 and not conn.dropped and socket.try_write(queue[0][1]):
+            queue.clear()
+            conn.events = conn.allowance = 0
+            self.messages_sent += 1
+            return True
         if not socket.is_open():
             conn.closing = True
             asyncio.get_running_loop().call_soon(self.unregister, conn)
