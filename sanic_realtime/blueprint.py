@@ -38,6 +38,7 @@ from .exceptions import (
 from .filters import FilterParam
 from .hub import CLOSE_SERVER_ERROR, Connection
 from .session import Session
+from .static import CLIENT_ASSETS, Asset
 from .subscriptions import (
     SubRequest,
     check_subscription_limit,
@@ -301,6 +302,19 @@ def build_blueprint(realtime: Realtime) -> Blueprint:
             "backplane": backplane,
         }
         return json_response(body, 200 if ok else 503)
+
+    def serve_asset(path: str, asset: Asset) -> None:
+        async def handler(request: Request) -> HTTPResponse:
+            headers = asset.headers()
+            if asset.fresh(request.headers.get("if-none-match")):
+                return HTTPResponse(status=304, headers=headers)
+            return HTTPResponse(asset.body, headers=headers, content_type=asset.content_type)
+
+        name = "asset_" + path.replace(".", "_")
+        bp.add_route(handler, f"{prefix}/{path}", methods=["GET", "HEAD"], name=name)
+
+    for path, (filename, content_type) in CLIENT_ASSETS.items():
+        serve_asset(path, Asset(filename, content_type))
 
     def check_admin(request: Request) -> None:
         # Open when auth is off and no admin.token is set: the docs say to keep the admin

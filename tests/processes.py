@@ -19,11 +19,15 @@ ROOT = Path(__file__).resolve().parent.parent
 class SanicProcess:
     """``python -m sanic <target> --factory`` on a free port, in its own process group."""
 
-    def __init__(self, target: str, env: dict[str, str], *, workers: int = 1) -> None:
+    def __init__(
+        self, target: str, env: dict[str, str], *, workers: int = 1, port: int | None = None
+    ) -> None:
+        """``port``: a given port, e.g. an earlier process's, to restart a server where
+        its clients reconnect; a free one by default."""
         self.target = target
         self.env = env
         self.workers = workers
-        self.port = free_port()
+        self.port = free_port() if port is None else port
         self.process: asyncio.subprocess.Process | None = None
         self.http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
         self._output = bytearray()
@@ -92,3 +96,31 @@ class SanicProcess:
         if self._reader is not None:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(self._reader, 5)
+
+
+class Cluster:
+    """Processes of ``tests.scale_app`` sharing the machine's Redis under one key prefix,
+    so a client can resume on a restarted server (the history is in Redis)."""
+
+    def __init__(self, redis_url: str, prefix: str) -> None:
+        self.redis_url = redis_url
+        self.prefix = prefix
+        self.env = {"RT_BACKPLANE": redis_url, "RT_PREFIX": prefix}
+        self.started: list[SanicProcess] = []
+
+    async def start(self, *, port: int | None = None, workers: int = 1) -> SanicProcess:
+        process = SanicProcess("tests.scale_app:create_app", self.env, workers=workers, port=port)
+        self.started.append(process)
+        return await process.start()
+
+    async def restart(self, process: SanicProcess) -> SanicProcess:
+        """Stop ``process`` (SIGTERM: a graceful shutdown, clients get 1001) and start a
+        new one on its port."""
+        await process.stop()
+        return await self.start(port=process.port)
+
+    async def close(self) -> None:
+        from .redis_support import delete_prefix
+
+        await asyncio.gather(*(p.stop() for p in self.started))
+        await delete_prefix(self.redis_url, self.prefix)

@@ -4,7 +4,8 @@
         --factory --single-process --port 8001
 
 BASE's channels (see conftest.py), JWT auth on the test secret, a static admin token, and
-a ``POST /kick?user_id=`` route that calls ``realtime.disconnect``.
+a ``POST /kick?user_id=`` route that calls ``realtime.disconnect``, and an empty page at
+``/page`` (a browser test's origin).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import os
 
 from sanic import Request, Sanic
-from sanic.response import HTTPResponse, json
+from sanic.response import HTTPResponse, html, json
 
 from sanic_realtime import Realtime
 from sanic_realtime.config import parse_config
@@ -43,5 +44,9 @@ def create_app() -> Sanic:
     async def kick(request: Request) -> HTTPResponse:
         closed = await realtime.disconnect(user_id=request.args.get("user_id"))
         return json({"closed_here": closed})
+
+    @app.get("/page")
+    async def page(request: Request) -> HTTPResponse:
+        return html("<!doctype html><title>sanic-realtime browser test</title>")
 
     return app

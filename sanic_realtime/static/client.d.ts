@@ -1,0 +1,3 @@
+// Placeholder: the browser client's types are being written (issue 6).
+export declare class RealtimeClient {}
+export default RealtimeClient;

@@ -1,0 +1,3 @@
+// Placeholder: the browser client is being written (issue 6).
+export class RealtimeClient {}
+export default RealtimeClient;
