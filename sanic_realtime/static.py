@@ -19,7 +19,7 @@ class Asset:
     __slots__ = ("body", "content_type", "etag")
 
     def __init__(self, filename: str, content_type: str) -> None:
-        self.body = resources.files(__package__).joinpath("static", filename).read_bytes()
+        self.body = resources.files(__package__).joinpath("static").joinpath(filename).read_bytes()
         self.content_type = content_type
         self.etag = '"' + hashlib.sha256(self.body).hexdigest()[:32] + '"'
 
