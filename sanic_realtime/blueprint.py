@@ -23,6 +23,7 @@ from sanic.response import HTTPResponse
 from sanic.server.websockets.impl import WebsocketImplProtocol
 
 from . import redact
+from .assets import CLIENT_ASSETS, Asset
 from .auth import BEARER_SUBPROTOCOL, Identity, parse_subprotocols
 from .config import RealtimeConfig
 from .events import utc_timestamp
@@ -38,7 +39,6 @@ from .exceptions import (
 from .filters import FilterParam
 from .hub import CLOSE_SERVER_ERROR, Connection
 from .session import Session
-from .static import CLIENT_ASSETS, Asset
 from .subscriptions import (
     SubRequest,
     check_subscription_limit,
