@@ -159,6 +159,8 @@ class Subscribe(_ClientBase, tag="subscribe"):
     channels: list[str]
     filter: dict[str, FilterValue] = {}
     since: dict[str, str] = {}
+    #: Ask for ``positions`` in the reply: where each channel stood when subscribed.
+    positions: bool = False
 
 
 class Unsubscribe(_ClientBase, tag="unsubscribe"):

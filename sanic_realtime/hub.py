@@ -742,13 +742,17 @@ class Hub:
         reply: str,
         reply_data: Mapping[str, Any] | None = None,
         hooks: Mapping[str, InitialHook] | None = None,
+        positions: bool = False,
     ) -> None:
         """Subscribe ``conn`` to each request's channel, then send, in this order:
         the ``reply`` control message (``connection_established`` or ``subscribed``,
         with ``recovered`` when a resume was asked), per channel its ``initial_state``,
         the replayed events, and then live events, with no gap and no duplicate.
 
-        A channel already subscribed is re-subscribed with the new filter.
+        A channel already subscribed is re-subscribed with the new filter. With
+        ``positions``, the reply maps each channel to the id of its newest event, read
+        before the subscription goes live: ``since`` that id gives every event the
+        subscription could have missed (a few from just before it, at most).
         """
         hooks = hooks or {}
         warmers: dict[str, _Warming] = {}
@@ -767,7 +771,13 @@ class Hub:
         #: channel -> the last event (initial: last) or the hook's encoded message.
         initials: dict[str, Event | bytes] = {}
         failures: list[tuple[str, str]] = []
+        where: dict[str, str] = {}
         try:
+            if positions:
+                for req in requests:
+                    position = await self.backplane.position(req.channel)
+                    if position is not None:
+                        where[req.channel] = str(position)
             for req in requests:
                 # From here on, every event of the channel reaches the warming entry.
                 await self.backplane.ready(req.channel)
@@ -809,6 +819,8 @@ class Hub:
         data["channels"] = [req.channel for req in requests]
         if recovered:
             data["recovered"] = recovered
+        if positions:
+            data["positions"] = where
         self.send_control(conn, reply, data)
         for channel, error in failures:
             self.send_control(

@@ -114,7 +114,13 @@ class Session:
         check_subscription_limit(
             config, len(set(self.conn.channels) | {r.channel for r in requests})
         )
-        await self.hub.subscribe(self.conn, requests, reply="subscribed", hooks=self.hooks)
+        await self.hub.subscribe(
+            self.conn,
+            requests,
+            reply="subscribed",
+            hooks=self.hooks,
+            positions=message.positions,
+        )
 
     def _roles(self) -> frozenset[str] | None:
         """The roles that bound which channels this client may see; None: auth is off."""

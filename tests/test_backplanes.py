@@ -184,6 +184,32 @@ async def test_last_finds_the_newest_match(pair: tuple[Backplane, Recorder]) -> 
     assert await backplane.last("logs", lambda e: False) is None
 
 
+def ids(events: list[Event] | None) -> list[EventId] | None:
+    return None if events is None else [e.id for e in events]
+
+
+async def test_position_is_where_since_gives_every_later_event(
+    pair: tuple[Backplane, Recorder],
+) -> None:
+    """``position`` is the newest id (offset 0 before the first event, where the Redis
+    backplane, which makes the epoch at the first publish, cannot tell: None); ``since``
+    it gives exactly the events published after it."""
+    backplane, _ = pair
+    before = await backplane.position("logs")
+    if isinstance(backplane, MemoryBackplane):
+        assert before == EventId("ep01", 0)
+    else:
+        assert before is None
+    first = await publish(backplane, "logs", 3)
+    at = await backplane.position("logs")
+    assert at == first[-1].id
+    if before is not None:
+        assert ids(await backplane.since("logs", before)) == ids(first)
+    later = await publish(backplane, "logs", 2)
+    assert ids(await backplane.since("logs", at)) == ids(later)
+    assert await backplane.position("logs") == later[-1].id
+
+
 async def test_unencodable_data_uses_no_id(pair: tuple[Backplane, Recorder]) -> None:
     backplane, _ = pair
     with pytest.raises(TypeError):

@@ -104,6 +104,39 @@ async def test_subscribe_unsubscribe_messages(serve: Any) -> None:
         assert (await recv_json(ws))["data"] == {"channels": ["alerts"]}
 
 
+async def test_subscribe_with_positions_gives_a_resume_point(serve: Any) -> None:
+    """``"positions": true`` adds where each channel stood (``epoch:0`` before its first
+    event); resuming from it gives every event published since, none before."""
+    server = await serve(make_realtime())
+    realtime = server.realtime
+    await realtime.publish("logs", "log_update", {"level": "error", "n": 0})
+    async with server.connect("/ws") as ws:
+        await recv_json(ws)
+        await ws.send(
+            json.dumps({"type": "subscribe", "channels": ["logs", "alerts"], "positions": True})
+        )
+        reply = await recv_json(ws)
+        epoch = realtime.hub.backplane.epoch  # type: ignore[attr-defined]
+        assert reply["data"] == {
+            "channels": ["logs", "alerts"],
+            "positions": {"logs": f"{epoch}:1", "alerts": f"{epoch}:0"},
+        }
+    # Missed while away: resumed from the positions.
+    one = await realtime.publish("logs", "log_update", {"level": "info", "n": 1})
+    two = await realtime.publish("alerts", "alert", {"severity": "low"})
+    async with server.connect("/ws") as ws:
+        await recv_json(ws)
+        since = {"logs": f"{epoch}:1", "alerts": f"{epoch}:0"}
+        await ws.send(
+            json.dumps({"type": "subscribe", "channels": ["logs", "alerts"], "since": since})
+        )
+        reply = await recv_json(ws)
+        assert reply["data"]["recovered"] == {"logs": True, "alerts": True}
+        got = {(await recv_json(ws))["id"] for _ in range(2)}
+        assert got == {one.id, two.id}
+        await no_message(ws)
+
+
 async def test_subscribe_all(serve: Any) -> None:
     """'all' is every configured channel."""
     server = await serve(make_realtime())

@@ -92,6 +92,11 @@ class Backplane(abc.ABC):
         """Exactly the events after ``since``, or None when they cannot all be given."""
 
     @abc.abstractmethod
+    async def position(self, channel: str) -> EventId | None:
+        """The id of the channel's newest event (offset 0: none yet), from which ``since``
+        gives every later event; None when it cannot be told (Redis: no history yet)."""
+
+    @abc.abstractmethod
     async def last(self, channel: str, match: Callable[[Event], bool]) -> Event | None:
         """The newest recorded event of ``channel`` for which ``match`` is true."""
 

@@ -66,6 +66,10 @@ class MemoryBackplane(Backplane):
     async def since(self, channel: str, since: EventId) -> list[Event] | None:
         return self._histories[channel].since(since, self._clock())
 
+    async def position(self, channel: str) -> EventId | None:
+        history = self._histories[channel]
+        return EventId(history.epoch, history.top)
+
     async def last(self, channel: str, match: Callable[[Event], bool]) -> Event | None:
         return self._histories[channel].last(match, self._clock())
 

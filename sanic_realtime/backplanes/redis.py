@@ -624,6 +624,15 @@ class RedisBackplane(Backplane):
             return None  # older than history.ttl, as the memory backplane would say
         return events
 
+    async def position(self, channel: str) -> EventId | None:
+        try:
+            epoch, top = await self._position(channel)
+        except (RedisError, OSError) as e:
+            self._fail(e)
+            raise _unavailable(e) from None
+        self._ok()
+        return EventId(epoch, top) if epoch else None
+
     async def last(self, channel: str, match: Callable[[Event], bool]) -> Event | None:
         horizon = self._clock() - self._histories[channel].ttl
         upper = "+"
