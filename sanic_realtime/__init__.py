@@ -1,9 +1,20 @@
-"""sanic-realtime: real-time event push over WebSocket for Sanic apps."""
+"""sanic-realtime: real-time event push over WebSocket for Sanic apps.
 
-from .config import ChannelConfig, FilterSpec, HistoryConfig, RealtimeConfig
-from .exceptions import ConfigError, RealtimeError
-from .extension import Realtime
-from .hub import PublishResult
+The server-side names are imported on first use, so that ``sanic_realtime.client`` (the
+Python client, on ``websockets`` alone) and the ``sanic-realtime`` command line do not
+import Sanic.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import ChannelConfig, FilterSpec, HistoryConfig, RealtimeConfig
+    from .exceptions import ConfigError, RealtimeError
+    from .extension import Realtime
+    from .hub import PublishResult
 
 __version__ = "0.1.0"
 
@@ -18,3 +29,28 @@ __all__ = [
     "RealtimeError",
     "__version__",
 ]
+
+#: name -> the module that defines it
+_LAZY = {
+    "ChannelConfig": ".config",
+    "FilterSpec": ".config",
+    "HistoryConfig": ".config",
+    "RealtimeConfig": ".config",
+    "ConfigError": ".exceptions",
+    "RealtimeError": ".exceptions",
+    "Realtime": ".extension",
+    "PublishResult": ".hub",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sanic_realtime' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

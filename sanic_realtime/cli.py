@@ -1,0 +1,290 @@
+"""``sanic-realtime``: tail channels and publish events from a shell (no Sanic imported).
+
+    sanic-realtime tail http://127.0.0.1:8000 --channel logs --filter level=error
+    sanic-realtime publish http://127.0.0.1:8000 --channel logs --type log_update \\
+        --data '{"level": "error", "message": "db down"}'
+
+Exit status: 0 when done (Ctrl-C, or ``--count`` events seen), 1 when the connection or
+the request failed (the message says why, with the HTTP status of a refusal), 2 for bad
+arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+import urllib.error
+from collections.abc import Sequence
+from typing import Any, TextIO
+from urllib.parse import urlsplit, urlunsplit
+
+import msgspec
+from rich.console import Console
+from rich.text import Text
+
+from . import __version__
+from .client import (
+    ConnectionStatus,
+    Event,
+    RealtimeClient,
+    RealtimeClientError,
+    Refused,
+    publish,
+)
+
+__all__ = ["main"]
+
+#: styles of the values of ``level`` / ``severity`` fields
+LEVEL_STYLES = {
+    "debug": "dim",
+    "info": "green",
+    "low": "green",
+    "warn": "yellow",
+    "warning": "yellow",
+    "medium": "yellow",
+    "error": "red",
+    "high": "red",
+    "critical": "bold white on red",
+}
+_encoder = msgspec.json.Encoder()
+
+
+class UsageError(Exception):
+    """A bad argument: exit 2 with the message."""
+
+
+def websocket_url(url: str, default_path: str = "/ws") -> str:
+    """``http(s)://host:port`` -> ``ws(s)://host:port/ws``; a ws(s) URL or one with a path
+    is kept as given (its scheme made ws/wss)."""
+    parts = urlsplit(url)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    if scheme not in ("ws", "wss") or not parts.netloc:
+        raise UsageError(f"expected a URL like http://127.0.0.1:8000 or ws://host/ws, got {url!r}")
+    path = parts.path if parts.path not in ("", "/") else default_path
+    return urlunsplit((scheme, parts.netloc, path, parts.query, ""))
+
+
+def parse_filters(items: Sequence[str]) -> dict[str, str]:
+    """``["level=error", "component=db,cache"]`` -> ``{"level": "error", ...}``."""
+    filters: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--filter expects NAME=VALUE, got {item!r}")
+        filters[name] = value
+    return filters
+
+
+def summary(data: Any) -> str:
+    """One line for an event's data: its ``message`` if it has one, then the other
+    fields as compact JSON."""
+    if isinstance(data, dict):
+        rest = {k: v for k, v in data.items() if k not in ("message", "level", "severity")}
+        message = data.get("message")
+        parts = [str(message)] if message is not None else []
+        if rest:
+            parts.append(_encoder.encode(rest).decode())
+        return "  ".join(parts)
+    return _encoder.encode(data).decode()
+
+
+class Output:
+    """Where ``tail`` writes: events to stdout (lines, or JSON lines with ``--json``),
+    connection changes to stderr in ``--json`` mode and inline otherwise."""
+
+    def __init__(self, *, json_lines: bool, out: TextIO, err: TextIO) -> None:
+        self.json_lines = json_lines
+        self.out = out
+        self.console = Console(file=out, highlight=False, soft_wrap=True)
+        self.notes = Console(file=err if json_lines else out, highlight=False, soft_wrap=True)
+
+    def event(self, event: Event) -> None:
+        if self.json_lines:
+            self.out.write(_encoder.encode(event).decode() + "\n")
+            self.out.flush()
+            return
+        data = event.data if isinstance(event.data, dict) else {}
+        if event.type == "resume_failed":
+            self.note(
+                f"! could not resume {event.channel} from {data.get('since')}: events published "
+                "while disconnected may be missing",
+                "bold yellow",
+            )
+            return
+        if event.type == "messages_dropped":
+            reason = f" ({data['reason']})" if data.get("reason") else ""
+            self.note(
+                f"! {data.get('channel')}: {data.get('count', '?')} events dropped{reason}",
+                "bold yellow",
+            )
+            return
+        clock = (event.timestamp or "")[11:23]
+        level = data.get("level") or data.get("severity")
+        line = Text.assemble(
+            (clock, "dim"),
+            "  ",
+            (f"{event.channel or '-':<10}", "cyan"),
+            " ",
+            (f"{event.type:<16}", "bold" if event.is_event else "magenta"),
+            " ",
+        )
+        if level is not None:
+            line.append(f"{str(level).upper():<8}", LEVEL_STYLES.get(str(level).lower(), ""))
+            line.append(" ")
+        line.append(summary(event.data))
+        if event.id is not None:
+            line.append(f"  #{event.id}", "dim")
+        self.console.print(line)
+
+    def note(self, message: str, style: str = "dim") -> None:
+        self.notes.print(Text(message, style))
+
+    def status(self, status: ConnectionStatus, url: str) -> None:
+        if status.state == "connecting":
+            self.note(f"connecting to {url} ...")
+        elif status.state == "connected":
+            who = f", user {status.user_id}" if status.user_id else ""
+            self.note(f"* connected ({status.client_id}{who})", "bold green")
+        elif status.state == "reconnecting":
+            self.note(
+                f"o {status.last_error or 'connection lost'}; reconnecting in "
+                f"{status.next_retry_in or 0:.1f}s (attempt {status.attempt})",
+                "yellow",
+            )
+
+    def error(self, message: str) -> None:
+        Console(file=sys.stderr, highlight=False, soft_wrap=True).print(
+            Text(f"error: {message}", "bold red")
+        )
+
+
+async def tail(args: argparse.Namespace, output: Output) -> int:
+    url = websocket_url(args.url)
+    filters = parse_filters(args.filter or [])
+    channels = args.channel or ["all"]
+    token = args.token or os.environ.get("REALTIME_TOKEN") or None
+    client = RealtimeClient(
+        url,
+        channels=channels,
+        filters=filters or None,
+        token=token,
+        max_reconnect_attempts=args.max_reconnect_attempts,
+        reconnect=not args.no_reconnect,
+    )
+    client.on_connection_change(lambda status: output.status(status, url))
+    seen = 0
+    try:
+        await client.connect()
+        async for event in client:
+            output.event(event)
+            if event.is_event:
+                seen += 1
+                if args.count and seen >= args.count:
+                    break
+    except Refused as e:
+        output.error(f"the server refused the connection: {e}")
+        return 1
+    except RealtimeClientError as e:
+        output.error(str(e))
+        return 1
+    finally:
+        await client.close()
+    return 0
+
+
+def do_publish(args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        data = msgspec.json.decode(args.data) if args.data is not None else None
+    except msgspec.DecodeError as e:
+        raise UsageError(f"--data is not JSON: {e}") from None
+    token = args.token or os.environ.get("REALTIME_ADMIN_TOKEN") or None
+    reply = publish(
+        args.url,
+        args.channel,
+        args.type,
+        data,
+        token=token,
+        user_id=args.user_id,
+        role=args.role,
+        timeout=args.timeout,
+    )
+    if args.json:
+        out.write(_encoder.encode(reply).decode() + "\n")
+    else:
+        out.write(f"published {reply['id']} to {args.channel}: {reply['recipients']} recipients\n")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="sanic-realtime", description="Tail and publish sanic-realtime events."
+    )
+    top.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = top.add_subparsers(dest="command", required=True)
+
+    t = commands.add_parser(
+        "tail",
+        help="show live events",
+        description="Show a live, coloured stream of events; reconnects and resumes by itself.",
+    )
+    t.add_argument("url", help="the server (http://host:8000) or its general route (ws://host/ws)")
+    t.add_argument(
+        "-c", "--channel", action="append", help="a channel (repeat for more; default: all)"
+    )
+    t.add_argument(
+        "-f", "--filter", action="append", metavar="NAME=VALUE", help="a filter (repeatable)"
+    )
+    t.add_argument("--token", help="a JWT (default: $REALTIME_TOKEN)")
+    t.add_argument("--json", action="store_true", help="one JSON envelope per line")
+    t.add_argument("-n", "--count", type=int, help="exit after this many events")
+    t.add_argument(
+        "--max-reconnect-attempts", type=int, help="give up after this many failed attempts"
+    )
+    t.add_argument("--no-reconnect", action="store_true", help="exit when the connection ends")
+
+    p = commands.add_parser(
+        "publish",
+        help="publish an event through the admin broadcast route",
+        description="POST to the admin broadcast route and print the recipients.",
+    )
+    p.add_argument("url", help="the server (http://host:8000) or the broadcast route's URL")
+    p.add_argument("--channel", required=True)
+    p.add_argument("--type", required=True, help="the event type")
+    p.add_argument("--data", help="the event's data, as JSON (default: null)")
+    p.add_argument("--token", help="admin token or JWT (default: $REALTIME_ADMIN_TOKEN)")
+    p.add_argument("--user-id", help="deliver only to this user's connections")
+    p.add_argument("--role", help="deliver only to connections with this role")
+    p.add_argument("--json", action="store_true", help="print the server's JSON reply")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds (default: 10)")
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "publish":
+            return do_publish(args, sys.stdout)
+        output = Output(json_lines=args.json, out=sys.stdout, err=sys.stderr)
+        with contextlib.suppress(KeyboardInterrupt):
+            return asyncio.run(tail(args, output))
+        return 0
+    except UsageError as e:
+        print(f"sanic-realtime: error: {e}", file=sys.stderr)
+        return 2
+    except Refused as e:
+        print(f"error: the server refused the request: {e}", file=sys.stderr)
+        return 1
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        print(f"error: cannot reach {args.url}: {reason}", file=sys.stderr)
+        return 1
+    except ValueError as e:
+        print(f"sanic-realtime: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
