@@ -1,3 +1,215 @@
-// Placeholder: the browser client's types are being written (issue 6).
-export declare class RealtimeClient {}
+// Types of the sanic-realtime browser client, served at {url_prefix}/client.d.ts beside
+// {url_prefix}/client.js. The wire protocol is described in docs/protocol.md.
+
+/** A filter value: a string ("a,b" = any of), a number, a boolean, or a list of those. */
+export type FilterValue = string | number | boolean | Array<string | number | boolean>;
+
+/** Filter name to value; each applies to the listed channels that declare it. */
+export type Filter = Record<string, FilterValue>;
+
+/** Where the token comes from: a fixed string, or a function called on every (re)connect. */
+export type TokenSource = string | (() => string | null | undefined | Promise<string | null | undefined>);
+
+/**
+ * A message from the server: an event (it has `channel` and `id`) or a control message.
+ * Every server message has this shape.
+ */
+export interface RealtimeMessage<D = any> {
+  /** The event type given to publish, or a control message type. */
+  type: string;
+  /** Events and `initial_state` only. */
+  channel?: string;
+  /** Events only: opaque, strictly increasing per channel; what a resume sends back. */
+  id?: string;
+  /** UTC, RFC 3339 with milliseconds. */
+  timestamp?: string;
+  data: D;
+}
+
+/** A published event: always has `channel` and `id`. */
+export interface RealtimeEvent<D = any> extends RealtimeMessage<D> {
+  channel: string;
+  id: string;
+  timestamp: string;
+}
+
+/** `initial_state`: the channel's current state, sent after subscribing. */
+export interface InitialStateMessage<D = any> extends RealtimeMessage<D> {
+  type: "initial_state";
+  channel: string;
+}
+
+/** Events of a channel were lost for this client (see docs/protocol.md#messages_dropped). */
+export interface MessagesDroppedMessage
+  extends RealtimeMessage<{ channel: string; count: number | null; reason?: "backplane_gap" | "history_reset" }> {
+  type: "messages_dropped";
+}
+
+/**
+ * An unsolicited `error` (not the reply to a request): `initial_state_failed`, or a
+ * re-subscription refused on reconnect (then the client adds `channels`: the channels it
+ * stopped re-sending).
+ */
+export interface ErrorMessage extends RealtimeMessage<{ code: string; message: string; channels?: string[] }> {
+  type: "error";
+}
+
+/** The server removed channels by itself (after a token refresh): `reason` says why. */
+export interface UnsubscribedMessage extends RealtimeMessage<{ channels: string[]; reason: string }> {
+  type: "unsubscribed";
+}
+
+/**
+ * Made by the client (not sent by the server): a reconnection asked to resume `channel`
+ * after `since`, and the server could not replay the gap (`recovered: false`). Events were
+ * lost: reload the channel's state. Reported again by every later reconnection that cannot
+ * resume either.
+ */
+export interface ResumeFailedMessage {
+  type: "resume_failed";
+  channel: string;
+  data: { channel: string; since: string | null };
+}
+
+/** What `on("*")` handlers get. */
+export type AnyMessage = RealtimeMessage | ResumeFailedMessage;
+
+/**
+ * - `disconnected`: initial, and after disconnect()
+ * - `connecting`: the first attempt after connect()
+ * - `connected`: connected, and the recorded subscriptions confirmed
+ * - `reconnecting`: after a failed first attempt or a lost connection: waiting for the next attempt, or attempting
+ * - `failed`: gave up; `lastError` says why. connect() starts again.
+ */
+export type ConnectionState = "disconnected" | "connecting" | "connected" | "reconnecting" | "failed";
+
+/** A snapshot: getConnectionStatus() and onConnectionChange listeners get a new object each time. */
+export interface ConnectionStatus {
+  state: ConnectionState;
+  /** Failed connection attempts in a row; 0 once connected. */
+  attempt: number;
+  /** The server's id of the current (or last) connection, from connection_established. */
+  clientId: string | null;
+  /** The token's user (null with auth.mode: none). */
+  userId: string | null;
+  /** The token's roles (empty with auth.mode: none). */
+  roles: string[];
+  /** When the token expires (the server then closes with 1008), or null. */
+  expiresAt: string | null;
+  /** The most recent error (kept after a successful reconnection); null if none yet. */
+  lastError: RealtimeError | null;
+  /** The code of the last close: the server's, or ours (1000 disconnect, 4000 timeout). */
+  closeCode: number | null;
+  closeReason: string | null;
+  /** The delay of the scheduled retry in ms, while one is scheduled; else null. */
+  nextRetryMs: number | null;
+  /** channel -> id of the newest event received: the resume points. */
+  lastIds: Record<string, string>;
+  /** channel -> whether the server could resume it, for the resumes of the current connection. */
+  recovered: Record<string, boolean>;
+}
+
+export interface RealtimeClientOptions {
+  /** Channels to subscribe to on every connect ("all" = every channel the client may see). Default []. */
+  channels?: string[];
+  /** The filter of those channels. Default none. */
+  filter?: Filter | null;
+  /**
+   * A JWT, sent as the subprotocol pair ["bearer", token] (never in the URL). A function is
+   * called on every connection attempt (and lets the client reconnect after a 1008 close).
+   * Default none.
+   */
+  token?: TokenSource | null;
+  /** Reconnect after a lost connection or a failed attempt. Default true. */
+  reconnect?: boolean;
+  /** ms. The k-th retry in a row waits random(0, min(maxReconnectDelay, minReconnectDelay * 2**(k-1))). Default 500. */
+  minReconnectDelay?: number;
+  /** ms. Default 20000. */
+  maxReconnectDelay?: number;
+  /** Failed attempts in a row before giving up (state "failed"): an integer >= 1, or Infinity (default). */
+  maxReconnectAttempts?: number;
+  /** ms between the client's {"type":"ping"} messages while connected; 0 turns the heartbeat off. Default 30000. */
+  pingInterval?: number;
+  /** ms: no message at all within this time after a ping closes the socket (4000, "heartbeat timeout") and reconnects. Default 10000. */
+  pongTimeout?: number;
+  /** ms for the handshake and connection_established (including getting the token); 0: no limit. Default 10000. */
+  connectTimeout?: number;
+}
+
+/** The reply to a subscribe. */
+export interface SubscribedData {
+  /** The channels subscribed ("all" expanded). */
+  channels: string[];
+  /** Present when a resume was asked. */
+  recovered?: Record<string, boolean>;
+}
+
+/** The reply to an unsubscribe. */
+export interface UnsubscribedData {
+  /** The channels removed (those that were not subscribed are left out). */
+  channels: string[];
+}
+
+/**
+ * An error of the server (its code, e.g. "unknown_channel", "forbidden", "unknown_filter")
+ * or of the client: "connection_failed", "connection_closed", "connect_timeout",
+ * "heartbeat_timeout", "token_failed", "invalid_token", "channel_route", "max_attempts",
+ * "disconnected".
+ */
+export declare class RealtimeError extends Error {
+  constructor(
+    code: string,
+    message: string,
+    details?: { closeCode?: number | null; closeReason?: string | null; cause?: unknown },
+  );
+  readonly name: "RealtimeError";
+  code: string;
+  /** The WebSocket close code behind the error, if any. */
+  closeCode: number | null;
+  closeReason: string | null;
+}
+
+export declare class RealtimeClient {
+  /**
+   * @param url the general route, e.g. "wss://host/ws"; relative ("/ws") in a page.
+   * @throws TypeError for a bad URL or option (unknown options included).
+   */
+  constructor(url: string | URL, options?: RealtimeClientOptions);
+  /** The resolved ws:// or wss:// URL. */
+  readonly url: string;
+
+  /**
+   * Connect, subscribe and resume. Resolves once connected with the subscriptions
+   * confirmed; rejects with a RealtimeError if the client ends up "failed" first (attempts
+   * exhausted, a subscription refused, a channel route) or disconnect() is called first.
+   */
+  connect(): Promise<ConnectionStatus>;
+  /** Close with 1000; no reconnection, no timer left; state "disconnected". */
+  disconnect(): void;
+  /**
+   * Subscribe (replacing the filter of a channel already subscribed). Recorded and re-sent
+   * on reconnect. Resolves with the reply, or null when not connected (only recorded).
+   * Rejects with the server's RealtimeError (code, message).
+   */
+  subscribe(channels: string | string[], filter?: Filter | null): Promise<SubscribedData | null>;
+  /** Unsubscribe ("all": every channel) and forget the channels. Null when not connected. */
+  unsubscribe(channels: string | string[]): Promise<UnsubscribedData | null>;
+
+  on(type: "initial_state", handler: (message: InitialStateMessage) => void): () => void;
+  on(type: "messages_dropped", handler: (message: MessagesDroppedMessage) => void): () => void;
+  on(type: "error", handler: (message: ErrorMessage) => void): () => void;
+  on(type: "unsubscribed", handler: (message: UnsubscribedMessage) => void): () => void;
+  on(type: "resume_failed", handler: (message: ResumeFailedMessage) => void): () => void;
+  on(type: "*", handler: (message: AnyMessage) => void): () => void;
+  /** An event type (as published), or a control message type. Returns a remover. */
+  on<D = any>(type: string, handler: (event: RealtimeEvent<D>) => void): () => void;
+
+  /** Called on every change of state, with a fresh status. Returns a remover. */
+  onConnectionChange(listener: (status: ConnectionStatus) => void): () => void;
+  isConnected(): boolean;
+  getConnectionStatus(): ConnectionStatus;
+  /** The newest event or initial_state received for the channel, or null. */
+  latest<D = any>(channel: string): RealtimeMessage<D> | null;
+}
+
 export default RealtimeClient;

@@ -1,0 +1,799 @@
+"""The browser client (``sanic_realtime/static/realtime.js``, served at ``/ws/client.js``) in
+a real Chromium, driven by Playwright, against real servers: in-process Sanic servers, and
+``sanic`` processes sharing Redis for restarts. Nothing is mocked.
+
+The page is the server's own (``/page``), so ``import("/ws/client.js")`` is same-origin. An
+init script records, without changing what they do, every ``WebSocket`` the page opens
+(when, with which subprotocols, how it closed, and the client's status just after) and the
+timers still pending, so tests can check the backoff and that ``disconnect()`` leaves
+nothing behind.
+
+Chromium comes from tests/test_browser.py's ``chromium`` fixture (Debian's package).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from sanic import Request, Sanic
+from sanic.response import HTTPResponse, html
+
+from .conftest import make_realtime
+from .processes import Cluster, SanicProcess
+from .redis_support import free_port, new_prefix, redis_url
+from .scale_app import ADMIN_TOKEN
+from .test_browser import WAIT_MS, chromium, with_page
+from .tokens import bearer, jwt_realtime, token
+
+if TYPE_CHECKING:
+    from playwright.async_api import Page
+
+__all__ = ["chromium"]  # the fixture, imported so that pytest finds it here
+
+pytestmark = pytest.mark.timeout(60, func_only=True)
+
+#: Recorded in every page before its scripts run: sockets, closes, live timers.
+HARNESS = """
+(() => {
+  const rt = (window.rt = { events: [], states: [], sockets: [], closes: [], tokenCalls: 0 });
+  rt.err = (e) => e && {
+    name: e.name, code: e.code ?? null, message: e.message,
+    closeCode: e.closeCode ?? null, closeReason: e.closeReason ?? null,
+  };
+  rt.plain = (s) => s && { ...s, lastError: rt.err(s.lastError) };
+  const Native = window.WebSocket;
+  window.WebSocket = class extends Native {
+    constructor(url, protocols) {
+      super(url, protocols);
+      const entry = { at: performance.now(), url: String(url), offered: protocols ?? null,
+                      protocol: null };
+      rt.sockets.push(entry);
+      this.addEventListener("open", () => { entry.protocol = this.protocol; });
+      this.addEventListener("close", (e) => {
+        // Runs before the client's onclose: read its status once that has run.
+        const at = performance.now();
+        setTimeout(() => rt.closes.push({
+          at, code: e.code, reason: e.reason,
+          status: rt.plain(window.client && window.client.getConnectionStatus()),
+        }), 0);
+      });
+    }
+  };
+  const live = new Set();
+  const [st, ct, si, ci] = [setTimeout, clearTimeout, setInterval, clearInterval];
+  window.setTimeout = (fn, ms, ...args) => {
+    const id = st(() => { live.delete(id); fn(...args); }, ms);
+    live.add(id);
+    return id;
+  };
+  window.clearTimeout = (id) => { live.delete(id); ct(id); };
+  window.setInterval = (fn, ms, ...args) => {
+    const id = si(fn, ms, ...args);
+    live.add(id);
+    return id;
+  };
+  window.clearInterval = (id) => { live.delete(id); ci(id); };
+  rt.liveTimers = () => live.size;
+})();
+"""
+
+#: Creates ``window.client`` from the served module (not connected yet).
+CREATE = """
+async ([url, options, tokenValue]) => {
+  const { RealtimeClient } = await import("/ws/client.js");
+  const rt = window.rt;
+  if (tokenValue !== null) {
+    options.token = async () => { rt.tokenCalls++; return tokenValue; };
+  }
+  const client = (window.client = new RealtimeClient(url, options));
+  client.on("*", (m) => rt.events.push(m));
+  client.onConnectionChange((s) => rt.states.push(rt.plain(s)));
+  return client.url;
+}
+"""
+
+#: ``client.connect()``: {ok: status} or {error: RealtimeError's fields}.
+CONNECT = """
+async () => {
+  try { return { ok: window.rt.plain(await window.client.connect()) }; }
+  catch (e) { return { error: window.rt.err(e) }; }
+}
+"""
+
+BROADCAST = "/admin/ws/broadcast"
+
+
+class ClientPage:
+    """A Chromium page on a server's origin, holding one ``RealtimeClient``."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        #: (type, text) of every console message: the client's warnings and errors.
+        self.console: list[tuple[str, str]] = []
+        page.on("console", lambda m: self.console.append((m.type, m.text)))
+        #: URLs of the WebSockets the page opened, as Chrome reports them.
+        self.socket_urls: list[str] = []
+        page.on("websocket", lambda ws: self.socket_urls.append(ws.url))
+
+    async def open(self, origin: str, path: str = "/page") -> None:
+        response = await self.page.goto(origin + path)
+        assert response is not None and response.ok
+
+    async def create(self, url: str, *, token_fn: str | None = None, **options: Any) -> str:
+        """``window.client = new RealtimeClient(url, options)``; ``token_fn``: a token that
+        an async function returns (counted in ``rt.tokenCalls``). Returns ``client.url``."""
+        resolved: str = await self.page.evaluate(CREATE, [url, options, token_fn])
+        return resolved
+
+    async def connect(self, timeout: float = 10) -> dict[str, Any]:
+        result: dict[str, Any] = await asyncio.wait_for(self.page.evaluate(CONNECT), timeout)
+        return result
+
+    async def run(self, script: str, arg: Any = None) -> Any:
+        """Evaluate an async function of ``(client, arg)``; a rejection comes back as
+        ``{"error": {...}}``."""
+        return await self.page.evaluate(
+            """async ([script, arg]) => {
+                const fn = eval(script);
+                try { return { ok: await fn(window.client, arg) }; }
+                catch (e) { return { error: window.rt.err(e) }; }
+            }""",
+            [script, arg],
+        )
+
+    async def value(self, expression: str) -> Any:
+        return await self.page.evaluate(f"() => {expression}")
+
+    async def wait(self, predicate: str, arg: Any = None, timeout: float = WAIT_MS) -> None:
+        """Wait until ``predicate`` (an expression of ``arg``) is true in the page."""
+        await self.page.wait_for_function(f"(arg) => {predicate}", arg=arg, timeout=timeout)
+
+    async def events(self, type: str | None = None) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = await self.value("window.rt.events")
+        return [e for e in events if type is None or e["type"] == type]
+
+    async def wait_events(
+        self, type: str, count: int, timeout: float = WAIT_MS
+    ) -> list[dict[str, Any]]:
+        """The ``type`` messages seen by ``on("*")``, once there are ``count`` of them."""
+        await self.wait(
+            "window.rt.events.filter((e) => e.type === arg[0]).length >= arg[1]",
+            [type, count],
+            timeout,
+        )
+        return await self.events(type)
+
+    async def wait_states(self, count: int, timeout: float = WAIT_MS) -> list[dict[str, Any]]:
+        """The statuses ``onConnectionChange`` got, once there are ``count`` of them."""
+        await self.wait("window.rt.states.length >= arg", count, timeout)
+        states: list[dict[str, Any]] = await self.value("window.rt.states")
+        return states
+
+    async def states(self) -> list[str]:
+        return [s["state"] for s in await self.value("window.rt.states")]
+
+    async def status(self) -> dict[str, Any]:
+        status: dict[str, Any] = await self.value(
+            "window.rt.plain(window.client.getConnectionStatus())"
+        )
+        return status
+
+
+@pytest.fixture
+async def browser(chromium: str, serve: Any) -> AsyncIterator[ClientPage]:
+    """A headless Chromium page with the harness; closed before ``serve``'s servers stop."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=chromium, headless=True)
+        try:
+            page = await launched.new_page()
+            await page.add_init_script(HARNESS)
+            yield ClientPage(page)
+        finally:
+            await launched.close()
+
+
+def numbers(events: list[dict[str, Any]]) -> list[int]:
+    return [e["data"]["n"] for e in events]
+
+
+async def broadcast(server: SanicProcess, n: int) -> None:
+    """Publish log ``n`` through a server process's admin route."""
+    response = await server.http.post(
+        BROADCAST,
+        json={"channel": "logs", "type": "log_update", "data": {"n": n}},
+        headers=bearer(ADMIN_TOKEN),
+    )
+    assert response.status_code == 200, response.text
+
+
+class Proxy:
+    """A TCP proxy between the page and a server that can go silent: after
+    :meth:`blackhole`, the server's bytes on the connections open at that moment are
+    dropped, without closing anything (a dead NAT, a hung host). New connections are
+    forwarded normally."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self.accepted = 0
+        self._server: asyncio.Server | None = None
+        self._silenced: list[asyncio.Event] = []
+        self._clients: list[asyncio.StreamWriter] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> Proxy:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+    def blackhole(self) -> None:
+        for flag in self._silenced:
+            flag.set()
+
+    def inject(self, data: bytes) -> None:
+        """Write ``data`` to the page on every open connection, as if from the server."""
+        for writer in self._clients:
+            if not writer.is_closing():
+                writer.write(data)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self.accepted += 1
+        silenced = asyncio.Event()
+        self._silenced.append(silenced)
+        self._clients.append(writer)
+        up_writer: asyncio.StreamWriter | None = None
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+            await asyncio.gather(
+                self._pump(reader, up_writer, None),
+                self._pump(up_reader, writer, silenced),
+                return_exceptions=True,
+            )
+        finally:
+            for w in (writer, up_writer):
+                if w is not None:
+                    w.close()
+                    with contextlib.suppress(Exception):
+                        await w.wait_closed()
+            self._clients.remove(writer)
+            self._tasks.discard(task)
+
+    @staticmethod
+    async def _pump(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, silenced: asyncio.Event | None
+    ) -> None:
+        try:
+            while data := await reader.read(65536):
+                if silenced is not None and silenced.is_set():
+                    continue
+                writer.write(data)
+                await writer.drain()
+        finally:
+            writer.close()
+
+
+# ------------------------------------------------------------------ the files
+
+
+async def test_client_files_are_served_with_cache_headers(serve: Any) -> None:
+    """``/ws/client.js`` is JavaScript with a strong ETag, cacheable for ten minutes and
+    revalidated with a 304; ``/ws/client.d.ts`` is TypeScript."""
+    server = await serve(make_realtime())
+    assert server.http is not None
+    js = await server.http.get("/ws/client.js")
+    assert js.status_code == 200
+    assert js.headers["content-type"] == "text/javascript; charset=utf-8"
+    assert js.headers["cache-control"] == "public, max-age=600"
+    assert js.headers["access-control-allow-origin"] == "*"
+    assert js.headers["x-content-type-options"] == "nosniff"
+    etag = js.headers["etag"]
+    assert etag.startswith('"') and etag.endswith('"') and not etag.startswith("W/")
+    assert "export class RealtimeClient" in js.text
+    assert "export class RealtimeError" in js.text
+    again = await server.http.get("/ws/client.js", headers={"If-None-Match": etag})
+    assert (again.status_code, again.content, again.headers["etag"]) == (304, b"", etag)
+    types = await server.http.get("/ws/client.d.ts")
+    assert types.status_code == 200
+    assert types.headers["content-type"] == "application/typescript; charset=utf-8"
+    assert "export declare class RealtimeClient" in types.text
+    assert types.headers["etag"] != etag
+
+
+# ------------------------------------------------------------------ one page, one server
+
+LIVE_PAGE = """<!doctype html>
+<meta charset="utf-8">
+<title>Live logs</title>
+<link rel="icon" href="data:,">
+<p>Connection: <span id="state">disconnected</span></p>
+<ul id="events"></ul>
+<script type="module">
+  import { RealtimeClient } from "/ws/client.js";
+
+  const client = new RealtimeClient("/ws", { channels: ["logs"], filter: { level: "warn" } });
+  client.onConnectionChange((status) => {
+    document.querySelector("#state").textContent = status.state;
+  });
+  client.on("log_update", (event) => {
+    const item = document.createElement("li");
+    item.textContent = `${event.data.level}: ${event.data.message}`;
+    document.querySelector("#events").append(item);
+  });
+  client.connect().catch((error) => {
+    document.querySelector("#state").textContent = `failed: ${error.message}`;
+  });
+</script>
+"""
+
+
+def with_live_page(app: Sanic) -> None:
+    async def live(request: Request) -> HTTPResponse:
+        return html(LIVE_PAGE)
+
+    app.add_route(live, "/live")
+
+
+async def test_one_module_script_gets_live_events(serve: Any, browser: ClientPage) -> None:
+    """The issue's done criterion: a page with one ``<script type="module">`` that imports
+    ``/ws/client.js`` shows live events (those its filter lets through)."""
+    server = await serve(make_realtime(), with_live_page)
+    await browser.open(f"http://127.0.0.1:{server.port}", "/live")
+    await browser.page.wait_for_function(
+        "() => document.querySelector('#state').textContent === 'connected'", timeout=WAIT_MS
+    )
+    realtime = server.realtime
+    await realtime.publish("logs", "log_update", {"level": "info", "message": "noise"})
+    await realtime.publish("logs", "log_update", {"level": "error", "message": "db down"})
+    await browser.page.wait_for_function(
+        "() => document.querySelectorAll('#events li').length >= 1", timeout=WAIT_MS
+    )
+    items = await browser.page.locator("#events li").all_text_contents()
+    assert items == ["error: db down"]
+    assert not [text for kind, text in browser.console if kind in ("error", "warning")]
+
+
+async def test_subscribe_filters_and_refusals(serve: Any, browser: ClientPage) -> None:
+    """connect() with channels and a filter; initial_state through ``on("*")``; filtered
+    events do not arrive; subscribe()/unsubscribe() at run time; the server's refusals
+    reject with its code and message; a throwing handler breaks nothing; ``off()``."""
+    server = await serve(make_realtime(), with_page)
+    realtime = server.realtime
+    await realtime.publish("stats", "stats_update", {"cpu": 0.5})  # initial: last
+    await browser.open(f"http://127.0.0.1:{server.port}")
+    url = await browser.create(
+        f"http://127.0.0.1:{server.port}/ws", channels=["logs", "stats"], filter={"level": "error"}
+    )
+    assert url == f"ws://127.0.0.1:{server.port}/ws"  # http: became ws:
+    await browser.run(
+        """async (client) => {
+            window.rt.logs = [];
+            window.rt.offLogs = client.on("log_update", (e) => window.rt.logs.push(e.data.n));
+            client.on("log_update", () => { throw new Error("a broken handler"); });
+        }"""
+    )
+    connected = await browser.connect()
+    status = connected["ok"]
+    assert status["state"] == "connected" and status["attempt"] == 0
+    assert status["clientId"].startswith("c_")
+    assert (status["userId"], status["roles"], status["lastError"]) == (None, [], None)
+    # lastIds holds the resume points: the positions of the subscription, until events come.
+    assert set(status["lastIds"]) == {"logs", "stats"}
+
+    (initial,) = await browser.wait_events("initial_state", 1)
+    assert (initial["channel"], initial["data"]) == ("stats", {"cpu": 0.5})
+    assert (await browser.value("window.client.latest('stats')"))["data"] == {"cpu": 0.5}
+
+    for n, level in enumerate(["info", "error", "warn", "critical"]):
+        await realtime.publish("logs", "log_update", {"level": level, "n": n})
+    logs = await browser.wait_events("log_update", 2)
+    assert numbers(logs) == [1, 3]
+    assert await browser.value("window.rt.logs") == [1, 3]
+    assert (await browser.status())["lastIds"]["logs"] == logs[-1]["id"]
+    assert (await browser.value("window.client.latest('logs')"))["id"] == logs[-1]["id"]
+    broken = [t for kind, t in browser.console if kind == "error" and "a broken handler" in t]
+    assert len(broken) == 2, browser.console
+
+    # Subscribing at run time, with a filter.
+    reply = await browser.run("(client) => client.subscribe(['alerts'], {severity: 'high'})")
+    assert reply["ok"]["channels"] == ["alerts"]
+    await realtime.publish("alerts", "alert", {"severity": "medium", "n": 10})
+    await realtime.publish("alerts", "alert", {"severity": "critical", "n": 11})
+    alerts = await browser.wait_events("alert", 1)
+    assert numbers(alerts) == [11]
+
+    # Unsubscribing: nothing more from alerts (logs, published after, is the witness).
+    reply = await browser.run("(client) => client.unsubscribe('alerts')")
+    assert reply == {"ok": {"channels": ["alerts"]}}
+    assert "alerts" not in (await browser.status())["lastIds"]
+    await realtime.publish("alerts", "alert", {"severity": "critical", "n": 12})
+    await browser.run("async () => window.rt.offLogs()")
+    await realtime.publish("logs", "log_update", {"level": "error", "n": 13})
+    await browser.wait_events("log_update", 3)
+    assert numbers(await browser.events("alert")) == [11]
+    assert await browser.value("window.rt.logs") == [1, 3]  # removed by off()
+
+    # Refusals: the server's code and message; nothing changes.
+    refused = await browser.run("(client) => client.subscribe(['nope'])")
+    assert refused["error"]["name"] == "RealtimeError"
+    assert refused["error"]["code"] == "unknown_channel"
+    assert refused["error"]["message"] == (
+        "unknown channel 'nope'; known channels: logs, stats, alerts, requests"
+    )
+    refused = await browser.run("(client) => client.subscribe('logs', {severity: 'high'})")
+    assert refused["error"]["code"] == "unknown_filter"
+    known = "component, level, provider_id, types"
+    assert refused["error"]["message"] == (
+        f"unknown filter 'severity' for channels logs (known: {known})"
+    )
+    refused = await browser.run("(client) => client.subscribe('logs', {level: 'loud'})")
+    assert refused["error"]["code"] == "bad_filter_value"
+    # The logs subscription still has its filter: warn is filtered out, error arrives.
+    await realtime.publish("logs", "log_update", {"level": "warn", "n": 14})
+    await realtime.publish("logs", "log_update", {"level": "error", "n": 15})
+    logs = await browser.wait_events("log_update", 4)
+    assert numbers(logs) == [1, 3, 13, 15]
+    assert await browser.states() == ["connecting", "connected"]
+    assert not [t for kind, t in browser.console if kind == "warning"], browser.console
+
+
+async def test_channel_route_is_refused_with_advice(serve: Any, browser: ClientPage) -> None:
+    """A channel route (or ``?channels=``) cannot be re-subscribed with ``since``: the
+    client fails at once, without retrying, and says what to pass instead."""
+    server = await serve(make_realtime(), with_page)
+    await browser.open(f"http://127.0.0.1:{server.port}")
+    await browser.create(server.ws_url("/ws/logs?level=error"))
+    result = await browser.connect()
+    error = result["error"]
+    assert error["code"] == "channel_route"
+    advice = f'new RealtimeClient("ws://127.0.0.1:{server.port}/ws", {{channels: ["logs"]}})'
+    assert advice in error["message"]
+    status = await browser.status()
+    assert (status["state"], status["lastError"]["code"]) == ("failed", "channel_route")
+    await browser.create("/ws?channels=logs,stats")
+    error = (await browser.connect())["error"]
+    assert error["code"] == "channel_route"
+    assert "?channels=" in error["message"]
+    advice = f'"ws://127.0.0.1:{server.port}/ws", {{channels: ["logs","stats"]}}'
+    assert advice in error["message"]
+    await asyncio.sleep(0.3)
+    assert len(await browser.value("window.rt.sockets")) == 2  # no retry
+    # A misspelt option is an error, not silently ignored.
+    mistake = await browser.run(
+        """async () => {
+            const { RealtimeClient } = await import("/ws/client.js");
+            new RealtimeClient("/ws", { pingIntervall: 1000 });
+        }"""
+    )
+    assert mistake["error"]["name"] == "TypeError"
+    assert "unknown option 'pingIntervall'" in mistake["error"]["message"]
+
+
+# ------------------------------------------------------------------ tokens
+
+
+async def test_token_is_sent_as_the_bearer_subprotocol(serve: Any, browser: ClientPage) -> None:
+    """The token goes in ``["bearer", token]``, never in the URL; the connection is the
+    token's user. A function token is asked again on reconnection, so a 1008 close (access
+    revoked, token expired) reconnects; with a fixed token the client stops and says why."""
+    server = await serve(jwt_realtime(), with_page)
+    await browser.open(f"http://127.0.0.1:{server.port}")
+    alice = token("alice", ["ops", "admin"])
+    await browser.create("/ws", token_fn=alice, channels=["alerts"], minReconnectDelay=50)
+    status = (await browser.connect())["ok"]
+    assert status["clientId"].startswith("c_")
+    assert (status["userId"], status["roles"]) == ("alice", ["ops", "admin"])
+    assert status["expiresAt"].endswith("Z")
+    (socket,) = await browser.value("window.rt.sockets")
+    assert (socket["offered"], socket["protocol"]) == (["bearer", alice], "bearer")
+    assert browser.socket_urls and all(alice not in url for url in browser.socket_urls)
+    await server.realtime.publish("alerts", "alert", {"severity": "high", "n": 0})
+    await browser.wait_events("alert", 1)
+
+    # Revoked (1008): the function gives a token again, and the client reconnects.
+    assert await server.realtime.disconnect(user_id="alice") == 1
+    states = await browser.wait_states(4)
+    assert [s["state"] for s in states] == ["connecting", "connected", "reconnecting", "connected"]
+    assert (states[2]["closeCode"], states[2]["closeReason"]) == (1008, "access revoked")
+    assert await browser.value("window.rt.tokenCalls") == 2
+    assert states[3]["recovered"] == {"alerts": True}
+
+    # A fixed token: 1008 is final.
+    bob = token("bob", "admin")
+    await browser.run(
+        """async (client, bob) => {
+            client.disconnect();
+            const { RealtimeClient } = await import("/ws/client.js");
+            window.fixed = new RealtimeClient("/ws", { token: bob, channels: ["logs"] });
+            window.fixedStates = [];
+            window.fixed.onConnectionChange((s) => window.fixedStates.push(window.rt.plain(s)));
+            await window.fixed.connect();
+        }""",
+        bob,
+    )
+    assert await server.realtime.disconnect(user_id="bob") == 1
+    await browser.wait("window.fixedStates.length >= 3")
+    states = await browser.value("window.fixedStates")
+    assert [s["state"] for s in states] == ["connecting", "connected", "failed"]
+    error = states[2]["lastError"]
+    assert (error["code"], error["closeCode"]) == ("connection_closed", 1008)
+    assert "access revoked" in error["message"]
+    assert "pass token as a function" in error["message"]
+
+
+# ------------------------------------------------------------------ restarts
+
+
+async def test_server_restart_mid_stream_loses_nothing(browser: ClientPage) -> None:
+    """Server A (Redis backplane) is restarted while B keeps publishing: the page on A
+    reconnects, resumes with ``since`` from Redis's history, and ends with every event
+    exactly once, in order. Every state change was reported."""
+    cluster = Cluster(redis_url(), new_prefix())
+    try:
+        a, b = await asyncio.gather(cluster.start(), cluster.start())
+        await browser.open(f"http://127.0.0.1:{a.port}")
+        await browser.create(
+            "/ws",
+            token_fn=token("alice", "ops"),
+            channels=["logs"],
+            minReconnectDelay=100,
+            maxReconnectDelay=500,
+        )
+        assert (await browser.connect())["ok"]["state"] == "connected"
+
+        async def stream(start: int, stop: int) -> None:
+            for n in range(start, stop):
+                await broadcast(b, n)
+                await asyncio.sleep(0.02)
+
+        await stream(0, 10)
+        await browser.wait_events("log_update", 10)
+        publishing = asyncio.create_task(stream(10, 60))
+        a = await cluster.restart(a)
+        await publishing
+        await stream(60, 70)
+        logs = await browser.wait_events("log_update", 70, timeout=20_000)
+        assert numbers(logs) == list(range(70))
+
+        states = await browser.value("window.rt.states")
+        assert [s["state"] for s in states] == [
+            "connecting",
+            "connected",
+            "reconnecting",
+            "connected",
+        ]
+        lost, back = states[2], states[3]
+        assert (lost["closeCode"], lost["closeReason"]) == (1001, "server shutting down")
+        assert lost["nextRetryMs"] is not None and 0 <= lost["nextRetryMs"] <= 100
+        assert back["recovered"] == {"logs": True}
+        assert back["clientId"] != states[1]["clientId"]
+        assert (back["attempt"], back["nextRetryMs"]) == (0, None)
+        status = await browser.status()
+        assert status["lastIds"] == {"logs": logs[-1]["id"]}
+        assert await browser.value("window.rt.tokenCalls") >= 2
+        assert not await browser.events("resume_failed")
+    finally:
+        await cluster.close()
+
+
+async def test_restart_without_history_reports_resume_failed(browser: ClientPage) -> None:
+    """The memory backplane forgets everything on restart: each reconnection that cannot
+    resume says so (``resume_failed``, ``recovered: false``), then the client goes on from
+    the new run's position."""
+    env = {"RT_BACKPLANE": "memory"}
+    server = await SanicProcess("tests.scale_app:create_app", env).start()
+    try:
+        await browser.open(f"http://127.0.0.1:{server.port}")
+        await browser.create(
+            "/ws", token_fn=token("bob", "user"), channels=["logs"], minReconnectDelay=100
+        )
+        await browser.connect()
+        await broadcast(server, 0)
+        await broadcast(server, 1)
+        logs = await browser.wait_events("log_update", 2)
+        since = [logs[-1]["id"]]
+        for restart in (1, 2):
+            await server.stop()
+            server = await SanicProcess("tests.scale_app:create_app", env, port=server.port).start()
+            states = await browser.wait_states(2 + 2 * restart, timeout=15_000)
+            assert states[-1]["state"] == "connected"
+            assert states[-1]["recovered"] == {"logs": False}
+            # The new run's position replaces the id that could not be resumed.
+            position = states[-1]["lastIds"]["logs"]
+            assert position.endswith(":0") and position != since[-1]
+            since.append(position)
+        notices = await browser.events("resume_failed")
+        assert notices == [
+            {"type": "resume_failed", "channel": "logs", "data": {"channel": "logs", "since": s}}
+            for s in since[:2]
+        ]
+        assert [s["state"] for s in await browser.value("window.rt.states")] == [
+            "connecting",
+            "connected",
+            "reconnecting",
+            "connected",
+            "reconnecting",
+            "connected",
+        ]
+        await broadcast(server, 2)
+        logs = await browser.wait_events("log_update", 3)
+        assert numbers(logs) == [0, 1, 2]
+    finally:
+        await server.stop()
+
+
+# ------------------------------------------------------------------ failures, disconnect
+
+
+async def test_gives_up_after_max_attempts_with_jittered_backoff(
+    serve: Any, browser: ClientPage
+) -> None:
+    """The server stops for good: the client retries with full-jitter backoff (the k-th
+    retry waits a random time up to min(max, min * 2**(k-1))), then fails after
+    ``maxReconnectAttempts`` attempts in a row and says why."""
+    server = await serve(make_realtime(), with_page)
+    await browser.open(f"http://127.0.0.1:{server.port}")
+    await browser.create(
+        server.ws_url("/ws"),
+        channels=["logs"],
+        maxReconnectAttempts=4,
+        minReconnectDelay=100,
+        maxReconnectDelay=300,
+    )
+    await browser.connect()
+    await server.stop()  # closes with 1001, then nothing listens on the port
+    await browser.wait("window.client.getConnectionStatus().state === 'failed'")
+    await asyncio.sleep(0.3)  # any further attempt would show up
+
+    sockets = await browser.value("window.rt.sockets")
+    closes = await browser.value("window.rt.closes")
+    assert len(sockets) == 5 and len(closes) == 5  # the connection, then 4 attempts
+    assert [c["code"] for c in closes] == [1001, 1006, 1006, 1006, 1006]
+    assert [c["status"]["attempt"] for c in closes] == [0, 1, 2, 3, 4]
+    delays = [c["status"]["nextRetryMs"] for c in closes[:4]]
+    for k, (delay, cap) in enumerate(zip(delays, [100, 200, 300, 300], strict=True), 1):
+        assert 0 <= delay <= cap, (k, delays)
+        waited = sockets[k]["at"] - closes[k - 1]["at"]
+        assert delay - 5 <= waited <= delay + 250, (k, delay, waited)
+    assert len(set(delays)) > 1, delays  # random, not a fixed schedule
+    final = closes[4]["status"]
+    assert (final["state"], final["nextRetryMs"]) == ("failed", None)
+    error = final["lastError"]
+    assert error["code"] == "max_attempts"
+    assert error["message"].startswith("gave up after 4 failed connection attempts in a row")
+    assert "closed with 1006 before connection_established" in error["message"]
+    assert "HTTP status" in error["message"]
+    assert [s["state"] for s in await browser.value("window.rt.states")] == [
+        "connecting",
+        "connected",
+        "reconnecting",
+        "failed",
+    ]
+
+    # connect() again: the first attempt and 3 retries fail, and connect() rejects.
+    result = await browser.connect()
+    assert result["error"]["code"] == "max_attempts"
+    assert len(await browser.value("window.rt.sockets")) == 9
+    assert [s["state"] for s in await browser.value("window.rt.states")][4:] == [
+        "connecting",
+        "reconnecting",
+        "failed",
+    ]
+
+
+async def test_heartbeat_detects_a_silent_connection(serve: Any, browser: ClientPage) -> None:
+    """The server's bytes stop arriving but the socket stays open: no answer to a ping
+    within ``pongTimeout`` closes it (4000, "heartbeat timeout"); the client reconnects
+    and resumes without loss."""
+    server = await serve(make_realtime(), with_page)
+    realtime = server.realtime
+    async with Proxy(server.port) as proxy:
+        await browser.open(f"http://127.0.0.1:{server.port}")
+        await browser.create(
+            f"ws://127.0.0.1:{proxy.port}/ws",
+            channels=["logs"],
+            pingInterval=250,
+            pongTimeout=500,
+            minReconnectDelay=50,
+            maxReconnectDelay=200,
+        )
+        await browser.connect()
+        for n in range(5):
+            await realtime.publish("logs", "log_update", {"n": n})
+        await browser.wait_events("log_update", 5)
+        proxy.blackhole()
+        for n in range(5, 10):
+            await realtime.publish("logs", "log_update", {"n": n})
+        states = await browser.wait_states(4)
+        assert [s["state"] for s in states] == [
+            "connecting",
+            "connected",
+            "reconnecting",
+            "connected",
+        ]
+        lost = states[2]
+        assert (lost["closeCode"], lost["closeReason"]) == (4000, "heartbeat timeout")
+        assert lost["lastError"]["code"] == "heartbeat_timeout"
+        assert states[3]["recovered"] == {"logs": True}
+        for n in range(10, 15):
+            await realtime.publish("logs", "log_update", {"n": n})
+        logs = await browser.wait_events("log_update", 15)
+        assert numbers(logs) == list(range(15))
+        assert proxy.accepted == 2
+        await browser.run("async (client) => client.disconnect()")
+
+
+async def test_a_message_that_is_not_json_is_ignored(serve: Any, browser: ClientPage) -> None:
+    """A text frame that is not JSON (here injected by the proxy) is skipped with a
+    console warning; the connection and the handlers carry on."""
+    server = await serve(make_realtime(), with_page)
+    async with Proxy(server.port) as proxy:
+        await browser.open(f"http://127.0.0.1:{server.port}")
+        await browser.create(f"ws://127.0.0.1:{proxy.port}/ws", channels=["logs"])
+        await browser.connect()
+        await server.realtime.publish("logs", "log_update", {"n": 0})
+        await browser.wait_events("log_update", 1)
+        payload = b"not json"
+        proxy.inject(bytes([0x81, len(payload)]) + payload)  # FIN + text, unmasked
+        await server.realtime.publish("logs", "log_update", {"n": 1})
+        logs = await browser.wait_events("log_update", 2)
+        assert numbers(logs) == [0, 1]
+        warnings = [t for kind, t in browser.console if kind == "warning"]
+        assert any("not JSON" in t and "not json" in t for t in warnings), browser.console
+        assert await browser.states() == ["connecting", "connected"]
+        await browser.run("async (client) => client.disconnect()")
+
+
+async def test_disconnect_stops_everything(serve: Any, browser: ClientPage) -> None:
+    """disconnect(): closed with 1000, state "disconnected", no reconnection and no timer
+    left; a connect() still under way rejects."""
+    server = await serve(make_realtime(), with_page)
+    assert server.http is not None
+    await browser.open(f"http://127.0.0.1:{server.port}")
+    await browser.create(server.ws_url("/ws"), channels=["logs"], pingInterval=100)
+    await browser.connect()
+    assert len(server.realtime.hub.connections) == 1
+    assert await browser.value("window.rt.liveTimers()") >= 1  # the ping timer
+    await browser.run("async (client) => client.disconnect()")
+    status = await browser.status()
+    assert (status["state"], status["closeCode"], status["nextRetryMs"]) == (
+        "disconnected",
+        1000,
+        None,
+    )
+    await asyncio.sleep(1.0)
+    assert await browser.states() == ["connecting", "connected", "disconnected"]
+    assert len(await browser.value("window.rt.sockets")) == 1
+    assert await browser.value("window.rt.liveTimers()") == 0
+    assert not server.realtime.hub.connections
+    health = (await server.http.get("/ws/health")).json()
+    assert health["clients"] == 0
+
+    # disconnect() while a connect() is retrying: it rejects, and nothing goes on.
+    await browser.create(f"ws://127.0.0.1:{free_port()}/ws", minReconnectDelay=200)
+    pending = asyncio.create_task(browser.connect())
+    await browser.wait("window.client.getConnectionStatus().state === 'reconnecting'")
+    await browser.run("async (client) => client.disconnect()")
+    result = await pending
+    assert result["error"]["code"] == "disconnected"
+    sockets = len(await browser.value("window.rt.sockets"))
+    await asyncio.sleep(0.6)
+    assert len(await browser.value("window.rt.sockets")) == sockets
+    assert await browser.value("window.rt.liveTimers()") == 0
+    assert (await browser.status())["state"] == "disconnected"
