@@ -57,8 +57,6 @@ StatusHandler: TypeAlias = "Callable[[ConnectionStatus], Any]"
 #: Close codes after which reconnecting would only repeat the failure (1008: the token
 #: expired or access was revoked; reconnects anyway when ``token`` is a function).
 _FATAL_CLOSES = frozenset({1007, 1008, 1009})
-#: HTTP refusals worth retrying: rate limited, server full or its backplane down.
-_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: Our close code when the server stopped answering pings (4000-4999: private use).
 CLOSE_HEARTBEAT = 4000
 #: ``error`` messages the server sends on its own, not as a reply to a client message.
@@ -717,7 +715,7 @@ class RealtimeClient:
                 bytes(response.body or b""),
                 response.headers.get("Retry-After"),
             )
-            if response.status_code in _RETRY_STATUSES:
+            if response.status_code == 429 or response.status_code >= 500:
                 raise refused from None
             if response.status_code == 401 and callable(self.token):
                 raise refused from None  # the function may give a valid token next time
