@@ -8,7 +8,8 @@ export type FilterValue = string | number | boolean | Array<string | number | bo
 export type Filter = Record<string, FilterValue>;
 
 /** Where the token comes from: a fixed string, or a function called on every (re)connect. */
-export type TokenSource = string | (() => string | null | undefined | Promise<string | null | undefined>);
+export type TokenSource =
+  string | (() => string | null | undefined | Promise<string | null | undefined>);
 
 /**
  * A message from the server: an event (it has `channel` and `id`) or a control message.
@@ -40,8 +41,11 @@ export interface InitialStateMessage<D = any> extends RealtimeMessage<D> {
 }
 
 /** Events of a channel were lost for this client (see docs/protocol.md#messages_dropped). */
-export interface MessagesDroppedMessage
-  extends RealtimeMessage<{ channel: string; count: number | null; reason?: "backplane_gap" | "history_reset" }> {
+export interface MessagesDroppedMessage extends RealtimeMessage<{
+  channel: string;
+  count: number | null;
+  reason?: "backplane_gap" | "history_reset";
+}> {
   type: "messages_dropped";
 }
 
@@ -50,12 +54,19 @@ export interface MessagesDroppedMessage
  * re-subscription refused on reconnect (then the client adds `channels`: the channels it
  * stopped re-sending).
  */
-export interface ErrorMessage extends RealtimeMessage<{ code: string; message: string; channels?: string[] }> {
+export interface ErrorMessage extends RealtimeMessage<{
+  code: string;
+  message: string;
+  channels?: string[];
+}> {
   type: "error";
 }
 
 /** The server removed channels by itself (after a token refresh): `reason` says why. */
-export interface UnsubscribedMessage extends RealtimeMessage<{ channels: string[]; reason: string }> {
+export interface UnsubscribedMessage extends RealtimeMessage<{
+  channels: string[];
+  reason: string;
+}> {
   type: "unsubscribed";
 }
 
@@ -81,7 +92,8 @@ export type AnyMessage = RealtimeMessage | ResumeFailedMessage;
  * - `reconnecting`: after a failed first attempt or a lost connection: waiting for the next attempt, or attempting
  * - `failed`: gave up; `lastError` says why. connect() starts again.
  */
-export type ConnectionState = "disconnected" | "connecting" | "connected" | "reconnecting" | "failed";
+export type ConnectionState =
+  "disconnected" | "connecting" | "connected" | "reconnecting" | "failed";
 
 /** A snapshot: getConnectionStatus() and onConnectionChange listeners get a new object each time. */
 export interface ConnectionStatus {
@@ -103,7 +115,10 @@ export interface ConnectionStatus {
   closeReason: string | null;
   /** The delay of the scheduled retry in ms, while one is scheduled; else null. */
   nextRetryMs: number | null;
-  /** channel -> id of the newest event received: the resume points. */
+  /**
+   * channel -> resume point: the id of the newest event received, or, until one arrives
+   * (and after a resume that failed), the channel's position when it was subscribed.
+   */
   lastIds: Record<string, string>;
   /** channel -> whether the server could resume it, for the resumes of the current connection. */
   recovered: Record<string, boolean>;
@@ -132,7 +147,7 @@ export interface RealtimeClientOptions {
   pingInterval?: number;
   /** ms: no message at all within this time after a ping closes the socket (4000, "heartbeat timeout") and reconnects. Default 10000. */
   pongTimeout?: number;
-  /** ms for the handshake and connection_established (including getting the token); 0: no limit. Default 10000. */
+  /** ms for one attempt, up to "connected": the token, the handshake, connection_established and the subscriptions' replies; 0: no limit. Default 10000. */
   connectTimeout?: number;
 }
 

@@ -84,14 +84,22 @@ export class RealtimeClient {
     for (const [key, value] of Object.entries(options)) {
       if (value !== undefined) o[key] = value;
     }
-    for (const key of ["minReconnectDelay", "maxReconnectDelay", "pingInterval", "pongTimeout", "connectTimeout"]) {
+    for (const key of [
+      "minReconnectDelay",
+      "maxReconnectDelay",
+      "pingInterval",
+      "pongTimeout",
+      "connectTimeout",
+    ]) {
       if (typeof o[key] !== "number" || !(o[key] >= 0)) {
         throw new TypeError(`RealtimeClient: ${key} must be a number >= 0 (milliseconds)`);
       }
     }
     const attempts = o.maxReconnectAttempts;
     if (attempts !== Infinity && !(Number.isInteger(attempts) && attempts >= 1)) {
-      throw new TypeError("RealtimeClient: maxReconnectAttempts must be an integer >= 1 or Infinity");
+      throw new TypeError(
+        "RealtimeClient: maxReconnectAttempts must be an integer >= 1 or Infinity",
+      );
     }
     if (o.token !== null && typeof o.token !== "string" && typeof o.token !== "function") {
       throw new TypeError("RealtimeClient: token must be a string or a function returning one");
@@ -183,10 +191,14 @@ export class RealtimeClient {
       this._closeReason = "";
     }
     this._settlePending();
+    // Taken before the listeners run: a listener may call connect() again.
+    const waiters = this._waiters.splice(0);
     this._setState("disconnected");
-    this._rejectWaiters(
-      new RealtimeError("disconnected", "disconnect() was called before the client connected"),
+    const error = new RealtimeError(
+      "disconnected",
+      "disconnect() was called before the client connected",
     );
+    for (const { reject } of waiters) reject(error);
   }
 
   /**
@@ -243,13 +255,16 @@ export class RealtimeClient {
       return Promise.resolve(null);
     }
     return new Promise((resolve, reject) => {
-      this._request({ type: "unsubscribe", channels: names }, {
-        kind: "unsubscribe",
-        names: removed,
-        previous,
-        resolve,
-        reject,
-      });
+      this._request(
+        { type: "unsubscribe", channels: names },
+        {
+          kind: "unsubscribe",
+          names: removed,
+          previous,
+          resolve,
+          reject,
+        },
+      );
     });
   }
 
@@ -263,8 +278,10 @@ export class RealtimeClient {
    * @returns {() => void} removes the handler
    */
   on(type, handler) {
-    if (typeof type !== "string" || type === "") throw new TypeError("on(type): type must be a non-empty string");
-    if (typeof handler !== "function") throw new TypeError("on(type, handler): handler must be a function");
+    if (typeof type !== "string" || type === "")
+      throw new TypeError("on(type): type must be a non-empty string");
+    if (typeof handler !== "function")
+      throw new TypeError("on(type, handler): handler must be a function");
     let set = this._handlers.get(type);
     if (set === undefined) this._handlers.set(type, (set = new Set()));
     set.add(handler);
@@ -279,7 +296,8 @@ export class RealtimeClient {
    * @returns {() => void} removes the listener
    */
   onConnectionChange(listener) {
-    if (typeof listener !== "function") throw new TypeError("onConnectionChange(listener): listener must be a function");
+    if (typeof listener !== "function")
+      throw new TypeError("onConnectionChange(listener): listener must be a function");
     this._statusListeners.add(listener);
     return () => {
       this._statusListeners.delete(listener);
@@ -327,13 +345,15 @@ export class RealtimeClient {
   async _open() {
     const generation = ++this._generation;
     const o = this._options;
+    // Covers the token, the handshake, connection_established and the replies to the
+    // subscriptions: everything up to "connected".
     this._setTimer("_connectTimer", o.connectTimeout, () => {
+      const what = this._established
+        ? "the server did not answer the subscriptions"
+        : `no connection_established from ${this.url}`;
       this._dropSocket(CLOSE_TIMEOUT, "connect timeout");
       this._socketGone(
-        new RealtimeError(
-          "connect_timeout",
-          `no connection_established from ${this.url} within ${o.connectTimeout} ms`,
-        ),
+        new RealtimeError("connect_timeout", `${what} within ${o.connectTimeout} ms`),
         false,
       );
     });
@@ -343,13 +363,23 @@ export class RealtimeClient {
     } catch (error) {
       if (generation !== this._generation) return;
       this._clearTimer("_connectTimer");
-      this._socketGone(new RealtimeError("token_failed", `the token function failed: ${describe(error)}`, { cause: error }), false);
+      this._socketGone(
+        new RealtimeError("token_failed", `the token function failed: ${describe(error)}`, {
+          cause: error,
+        }),
+        false,
+      );
       return;
     }
     if (generation !== this._generation) return; // disconnect() or a timeout meanwhile
     if (token !== null && token !== undefined && typeof token !== "string") {
       this._clearTimer("_connectTimer");
-      this._fail(new RealtimeError("invalid_token", `the token function returned ${typeof token}, not a string`));
+      this._fail(
+        new RealtimeError(
+          "invalid_token",
+          `the token function returned ${typeof token}, not a string`,
+        ),
+      );
       return;
     }
     let ws;
@@ -383,7 +413,6 @@ export class RealtimeClient {
       this._fail(new RealtimeError("channel_route", channelRouteAdvice(this.url, data.channels)));
       return;
     }
-    this._clearTimer("_connectTimer");
     this._established = true;
     this._clientId = data.client_id ?? null;
     this._userId = data.user_id ?? null;
@@ -403,7 +432,14 @@ export class RealtimeClient {
       const message = { type: "subscribe", channels, positions: true };
       if (!isEmpty(filter)) message.filter = filter;
       if (!isEmpty(since)) message.since = since;
-      this._request(message, { kind: "subscribe", names: channels, filter, previous: [], since, batch: true });
+      this._request(message, {
+        kind: "subscribe",
+        names: channels,
+        filter,
+        previous: [],
+        since,
+        batch: true,
+      });
     }
     if (this._batch === 0) this._connected();
   }
@@ -433,7 +469,11 @@ export class RealtimeClient {
       // Refused for good (unknown channel, filter, role...): not re-sent again.
       for (const name of request.names) this._subscriptions.delete(name);
       if (this._batchError === null) this._batchError = error;
-      if (this._everConnected) this._dispatch(refusal(error, request));
+      if (this._everConnected) {
+        const ws = this._ws;
+        this._dispatch(refusal(error, request));
+        if (this._ws !== ws) return; // a handler called disconnect()
+      }
     }
     if (--this._batch > 0) return;
     if (this._batchError !== null && !this._everConnected) {
@@ -445,14 +485,15 @@ export class RealtimeClient {
   }
 
   _connected() {
+    this._clearTimer("_connectTimer");
     this._live = true;
     this._everConnected = true;
     this._attempt = 0;
     this._retry = 0;
     this._nextRetryMs = null;
+    const waiters = this._waiters.splice(0);
     this._setState("connected");
     const status = this.getConnectionStatus();
-    const waiters = this._waiters.splice(0);
     for (const { resolve } of waiters) resolve(status);
   }
 
@@ -474,7 +515,8 @@ export class RealtimeClient {
     }
     if (!this._established) {
       if (message.type === "connection_established") this._onEstablished(message);
-      else console.warn("sanic-realtime: ignored a message before connection_established:", message);
+      else
+        console.warn("sanic-realtime: ignored a message before connection_established:", message);
       return;
     }
     const data = isObject(message.data) ? message.data : {};
@@ -489,6 +531,7 @@ export class RealtimeClient {
           // The server removed channels by itself (after a refresh): not a reply.
           for (const name of Array.isArray(data.channels) ? data.channels : []) {
             this._subscriptions.delete(name);
+            this._forget(name);
           }
           this._dispatch(message);
         } else {
@@ -496,7 +539,8 @@ export class RealtimeClient {
         }
         return;
       case "error":
-        if (data.code === "initial_state_failed" || this._pending.length === 0) this._dispatch(message);
+        if (data.code === "initial_state_failed" || this._pending.length === 0)
+          this._dispatch(message);
         else this._reply(message, null);
         return;
       case "connection_established":
@@ -573,13 +617,14 @@ export class RealtimeClient {
         }
       }
     }
+    const ws = this._ws;
     for (const channel of failed) {
       // The server could not replay the gap: say so (the app should reload its state).
       const since = request.since[channel] ?? null;
       this._dispatch({ type: "resume_failed", channel, data: { channel, since } });
     }
-    if (request.batch) this._batchReply(request, null);
-    else request.resolve(data);
+    if (!request.batch) request.resolve(data);
+    else if (this._ws === ws) this._batchReply(request, null); // unless a handler disconnected
   }
 
   _dispatch(message) {
@@ -659,16 +704,25 @@ export class RealtimeClient {
     const details = { closeCode: code, closeReason: event.reason };
     if (FATAL_CLOSE.has(code) && !(code === 1008 && typeof this._options.token === "function")) {
       const advice =
-        code === 1008
-          ? "; pass token as a function to get a new token on each reconnection"
-          : "";
+        code === 1008 ? "; pass token as a function to get a new token on each reconnection" : "";
       this._fail(
-        new RealtimeError("connection_closed", `the server closed the connection with ${shown}: not reconnecting${advice}`, details),
+        new RealtimeError(
+          "connection_closed",
+          `the server closed the connection with ${shown}: not reconnecting${advice}`,
+          details,
+        ),
       );
       return;
     }
     if (established) {
-      this._socketGone(new RealtimeError("connection_closed", `the server closed the connection with ${shown}`, details), wasLive);
+      this._socketGone(
+        new RealtimeError(
+          "connection_closed",
+          `the server closed the connection with ${shown}`,
+          details,
+        ),
+        wasLive,
+      );
     } else {
       this._socketGone(
         new RealtimeError(
@@ -723,11 +777,14 @@ export class RealtimeClient {
     const cap = Math.min(o.maxReconnectDelay, o.minReconnectDelay * 2 ** (this._retry - 1));
     const delay = Math.round(Math.random() * cap);
     this._nextRetryMs = delay;
-    this._retryTimer = setTimeout(() => {
-      this._retryTimer = null;
-      this._nextRetryMs = null;
-      this._open();
-    }, Math.min(delay, MAX_TIMER_MS));
+    this._retryTimer = setTimeout(
+      () => {
+        this._retryTimer = null;
+        this._nextRetryMs = null;
+        this._open();
+      },
+      Math.min(delay, MAX_TIMER_MS),
+    );
   }
 
   /** Give up: state "failed", connect() rejects with `error`. */
@@ -739,8 +796,9 @@ export class RealtimeClient {
     this._settlePending();
     this._nextRetryMs = null;
     this._lastError = error;
+    const waiters = this._waiters.splice(0);
     this._setState("failed");
-    this._rejectWaiters(error);
+    for (const { reject } of waiters) reject(error);
   }
 
   /** Detach from the current socket and close it; its events are no longer heard. */
@@ -773,11 +831,6 @@ export class RealtimeClient {
       }
       if (request.resolve) request.resolve(null);
     }
-  }
-
-  _rejectWaiters(error) {
-    const waiters = this._waiters.splice(0);
-    for (const { reject } of waiters) reject(error);
   }
 
   // ------------------------------------------------------------ state and timers
@@ -840,7 +893,9 @@ function resolveUrl(url) {
   if (resolved.protocol === "http:") resolved.protocol = "ws:";
   else if (resolved.protocol === "https:") resolved.protocol = "wss:";
   if (resolved.protocol !== "ws:" && resolved.protocol !== "wss:") {
-    throw new TypeError(`RealtimeClient: the URL must be ws:, wss:, http: or https:, got ${resolved.protocol}`);
+    throw new TypeError(
+      `RealtimeClient: the URL must be ws:, wss:, http: or https:, got ${resolved.protocol}`,
+    );
   }
   resolved.hash = "";
   return resolved.href;
