@@ -87,7 +87,9 @@ async ([url, options, tokenValue]) => {
   const { RealtimeClient } = await import("/ws/client.js");
   const rt = window.rt;
   if (tokenValue !== null) {
-    options.token = async () => { rt.tokenCalls++; return tokenValue; };
+    // A token, or a list: the n-th call gets the n-th (the last one from then on).
+    const tokens = [].concat(tokenValue);
+    options.token = async () => tokens[Math.min(rt.tokenCalls++, tokens.length - 1)];
   }
   const client = (window.client = new RealtimeClient(url, options));
   client.on("*", (m) => rt.events.push(m));
@@ -123,9 +125,12 @@ class ClientPage:
         response = await self.page.goto(origin + path)
         assert response is not None and response.ok
 
-    async def create(self, url: str, *, token_fn: str | None = None, **options: Any) -> str:
-        """``window.client = new RealtimeClient(url, options)``; ``token_fn``: a token that
-        an async function returns (counted in ``rt.tokenCalls``). Returns ``client.url``."""
+    async def create(
+        self, url: str, *, token_fn: str | list[str] | None = None, **options: Any
+    ) -> str:
+        """``window.client = new RealtimeClient(url, options)``; ``token_fn``: the token an
+        async function returns (a list: one per call, the last one repeated; calls counted
+        in ``rt.tokenCalls``). Returns ``client.url``."""
         resolved: str = await self.page.evaluate(CREATE, [url, options, token_fn])
         return resolved
 
@@ -535,6 +540,69 @@ async def test_token_is_sent_as_the_bearer_subprotocol(serve: Any, browser: Clie
     assert (error["code"], error["closeCode"]) == ("connection_closed", 1008)
     assert "access revoked" in error["message"]
     assert "pass token as a function" in error["message"]
+
+
+async def test_a_subscription_refused_on_reconnect_is_reported(
+    serve: Any, browser: ClientPage
+) -> None:
+    """The token given on reconnection lost the role ``alerts`` needs: that subscription
+    is refused in-band, reported to ``on("error")`` with its channels and dropped; the
+    other subscription carries on and the client is connected."""
+    server = await serve(jwt_realtime(), with_page)
+    await browser.open(f"http://127.0.0.1:{server.port}")
+    tokens = [token("carol", "admin"), token("carol", "user")]
+    await browser.create("/ws", token_fn=tokens, channels=["alerts"], minReconnectDelay=50)
+    await browser.connect()
+    reply = await browser.run("(client) => client.subscribe('logs', {level: 'error'})")
+    assert reply["ok"]["channels"] == ["logs"]
+    await server.realtime.disconnect(user_id="carol")  # 1008: reconnect with the next token
+    states = await browser.wait_states(4)
+    assert [s["state"] for s in states] == ["connecting", "connected", "reconnecting", "connected"]
+    assert states[3]["roles"] == ["user"]
+    assert states[3]["lastError"]["code"] == "forbidden"
+    (error,) = await browser.events("error")
+    assert error["data"] == {
+        "code": "forbidden",
+        "message": "channel 'alerts' needs one of the roles: admin",
+        "channels": ["alerts"],
+    }
+    await server.realtime.publish("logs", "log_update", {"level": "error", "n": 1})
+    assert numbers(await browser.wait_events("log_update", 1)) == [1]
+    assert list((await browser.status())["lastIds"]) == ["logs"]
+    # Dropped: a later reconnection does not ask for it again.
+    await server.realtime.disconnect(user_id="carol")
+    states = await browser.wait_states(6)
+    assert [s["state"] for s in states[4:]] == ["reconnecting", "connected"]
+    assert len(await browser.events("error")) == 1
+
+
+async def test_unsolicited_messages_are_dispatched_not_taken_as_replies(
+    serve: Any, browser: ClientPage
+) -> None:
+    """An ``initial_state_failed`` error follows a ``subscribed`` without being a reply:
+    it goes to ``on("error")``, and the next request still gets its own reply."""
+    realtime = make_realtime()
+
+    @realtime.initial_state("stats")
+    async def broken(request: Any) -> None:
+        raise RuntimeError("db unreachable")
+
+    server = await serve(realtime, with_page)
+    await browser.open(f"http://127.0.0.1:{server.port}")
+    await browser.create("/ws", channels=["stats"])
+    assert (await browser.connect())["ok"]["state"] == "connected"
+    (error,) = await browser.wait_events("error", 1)
+    assert error["data"] == {
+        "code": "initial_state_failed",
+        "message": "the initial state of 'stats' could not be computed "
+        "(RuntimeError: db unreachable)",
+    }
+    reply = await browser.run("(client) => client.subscribe(['stats', 'logs'])")
+    assert reply["ok"]["channels"] == ["stats", "logs"]
+    assert len(await browser.wait_events("error", 2)) == 2  # the hook failed again
+    reply = await browser.run("(client) => client.unsubscribe(['stats'])")
+    assert reply == {"ok": {"channels": ["stats"]}}
+    assert not [t for kind, t in browser.console if kind == "warning"], browser.console
 
 
 # ------------------------------------------------------------------ restarts

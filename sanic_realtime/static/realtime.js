@@ -467,8 +467,12 @@ export class RealtimeClient {
         return;
       }
       // Refused for good (unknown channel, filter, role...): not re-sent again.
-      for (const name of request.names) this._subscriptions.delete(name);
+      for (const name of request.names) {
+        this._subscriptions.delete(name);
+        this._forget(name);
+      }
       if (this._batchError === null) this._batchError = error;
+      this._lastError = error;
       if (this._everConnected) {
         const ws = this._ws;
         this._dispatch(refusal(error, request));
