@@ -172,9 +172,13 @@ class ClientPage:
         )
         return await self.events(type)
 
-    async def wait_states(self, count: int, timeout: float = WAIT_MS) -> list[dict[str, Any]]:
-        """The statuses ``onConnectionChange`` got, once there are ``count`` of them."""
-        await self.wait("window.rt.states.length >= arg", count, timeout)
+    async def wait_connected(self, times: int, timeout: float = WAIT_MS) -> list[dict[str, Any]]:
+        """The statuses ``onConnectionChange`` got, once ``times`` were "connected"."""
+        await self.wait(
+            "window.rt.states.filter((s) => s.state === 'connected').length >= arg",
+            times,
+            timeout,
+        )
         states: list[dict[str, Any]] = await self.value("window.rt.states")
         return states
 
@@ -201,6 +205,28 @@ async def browser(chromium: str, serve: Any) -> AsyncIterator[ClientPage]:
             yield ClientPage(page)
         finally:
             await launched.close()
+
+
+def compact(statuses: list[dict[str, Any]], min_delay: int, max_delay: int) -> list[str]:
+    """The states reported, each run of "reconnecting" (one status per retry) shown once.
+    Checks each run: ``attempt`` goes up by one per retry, and the k-th retry's delay is
+    within full jitter's bound, ``min(max_delay, min_delay * 2**(k-1))``."""
+    states: list[str] = []
+    run: list[dict[str, Any]] = []
+    for status in [*statuses, {"state": "end"}]:
+        if status["state"] == "reconnecting":
+            run.append(status)
+            continue
+        if run:
+            attempts = [s["attempt"] for s in run]
+            assert attempts == list(range(attempts[0], attempts[0] + len(run))), attempts
+            for k, s in enumerate(run, 1):
+                bound = min(max_delay, min_delay * 2 ** (k - 1))
+                assert 0 <= s["nextRetryMs"] <= bound, (k, s)
+            states.append("reconnecting")
+            run = []
+        states.append(status["state"])
+    return states[:-1]
 
 
 def numbers(events: list[dict[str, Any]]) -> list[int]:
@@ -466,14 +492,14 @@ async def test_channel_route_is_refused_with_advice(serve: Any, browser: ClientP
     await browser.create(server.ws_url("/ws/logs?level=error"))
     result = await browser.connect()
     error = result["error"]
-    assert error["code"] == "channel_route"
+    assert error["code"] == "not_general_route"
     advice = f'new RealtimeClient("ws://127.0.0.1:{server.port}/ws", {{channels: ["logs"]}})'
     assert advice in error["message"]
     status = await browser.status()
-    assert (status["state"], status["lastError"]["code"]) == ("failed", "channel_route")
+    assert (status["state"], status["lastError"]["code"]) == ("failed", "not_general_route")
     await browser.create("/ws?channels=logs,stats")
     error = (await browser.connect())["error"]
-    assert error["code"] == "channel_route"
+    assert error["code"] == "not_general_route"
     assert "?channels=" in error["message"]
     advice = f'"ws://127.0.0.1:{server.port}/ws", {{channels: ["logs","stats"]}}'
     assert advice in error["message"]
@@ -513,11 +539,11 @@ async def test_token_is_sent_as_the_bearer_subprotocol(serve: Any, browser: Clie
 
     # Revoked (1008): the function gives a token again, and the client reconnects.
     assert await server.realtime.disconnect(user_id="alice") == 1
-    states = await browser.wait_states(4)
-    assert [s["state"] for s in states] == ["connecting", "connected", "reconnecting", "connected"]
+    states = await browser.wait_connected(2)
+    assert compact(states, 50, 20_000) == ["connecting", "connected", "reconnecting", "connected"]
     assert (states[2]["closeCode"], states[2]["closeReason"]) == (1008, "access revoked")
-    assert await browser.value("window.rt.tokenCalls") == 2
-    assert states[3]["recovered"] == {"alerts": True}
+    assert await browser.value("window.rt.tokenCalls") == len(states) - 2  # one per attempt
+    assert states[-1]["recovered"] == {"alerts": True}
 
     # A fixed token: 1008 is final.
     bob = token("bob", "admin")
@@ -537,7 +563,7 @@ async def test_token_is_sent_as_the_bearer_subprotocol(serve: Any, browser: Clie
     states = await browser.value("window.fixedStates")
     assert [s["state"] for s in states] == ["connecting", "connected", "failed"]
     error = states[2]["lastError"]
-    assert (error["code"], error["closeCode"]) == ("connection_closed", 1008)
+    assert (error["code"], error["closeCode"]) == ("closed_1008", 1008)
     assert "access revoked" in error["message"]
     assert "pass token as a function" in error["message"]
 
@@ -556,10 +582,10 @@ async def test_a_subscription_refused_on_reconnect_is_reported(
     reply = await browser.run("(client) => client.subscribe('logs', {level: 'error'})")
     assert reply["ok"]["channels"] == ["logs"]
     await server.realtime.disconnect(user_id="carol")  # 1008: reconnect with the next token
-    states = await browser.wait_states(4)
-    assert [s["state"] for s in states] == ["connecting", "connected", "reconnecting", "connected"]
-    assert states[3]["roles"] == ["user"]
-    assert states[3]["lastError"]["code"] == "forbidden"
+    states = await browser.wait_connected(2)
+    assert compact(states, 50, 20_000) == ["connecting", "connected", "reconnecting", "connected"]
+    assert states[-1]["roles"] == ["user"]
+    assert states[-1]["lastError"]["code"] == "forbidden"
     (error,) = await browser.events("error")
     assert error["data"] == {
         "code": "forbidden",
@@ -571,8 +597,8 @@ async def test_a_subscription_refused_on_reconnect_is_reported(
     assert list((await browser.status())["lastIds"]) == ["logs"]
     # Dropped: a later reconnection does not ask for it again.
     await server.realtime.disconnect(user_id="carol")
-    states = await browser.wait_states(6)
-    assert [s["state"] for s in states[4:]] == ["reconnecting", "connected"]
+    states = await browser.wait_connected(3)
+    assert compact(states, 50, 20_000)[4:] == ["reconnecting", "connected"]
     assert len(await browser.events("error")) == 1
 
 
@@ -650,22 +676,20 @@ async def test_server_restart_mid_stream_loses_nothing(browser: ClientPage) -> N
         logs = await browser.wait_events("log_update", published, timeout=20_000)
         assert numbers(logs) == list(range(published))
 
+        # Every status reported: one per state change, and one per retry while A was down.
         states = await browser.value("window.rt.states")
-        assert [s["state"] for s in states] == [
-            "connecting",
-            "connected",
-            "reconnecting",
-            "connected",
-        ]
-        lost, back = states[2], states[3]
+        assert compact(states, 100, 500) == ["connecting", "connected", "reconnecting", "connected"]
+        lost, back = states[2], states[-1]
         assert (lost["closeCode"], lost["closeReason"]) == (1001, "server shutting down")
-        assert lost["nextRetryMs"] is not None and 0 <= lost["nextRetryMs"] <= 100
+        assert lost["attempt"] == 0  # a lost connection is not a failed attempt
+        for retry in states[3:-1]:  # the attempts made while A was down failed
+            assert retry["lastError"]["code"] == "connection_failed", retry
         assert back["recovered"] == {"logs": True}
         assert back["clientId"] != states[1]["clientId"]
         assert (back["attempt"], back["nextRetryMs"]) == (0, None)
         status = await browser.status()
         assert status["lastIds"] == {"logs": logs[-1]["id"]}
-        assert await browser.value("window.rt.tokenCalls") >= 2
+        assert await browser.value("window.rt.tokenCalls") == len(states) - 2
         assert not await browser.events("resume_failed")
     finally:
         await cluster.close()
@@ -690,7 +714,7 @@ async def test_restart_without_history_reports_resume_failed(browser: ClientPage
         for restart in (1, 2):
             await server.stop()
             server = await SanicProcess("tests.scale_app:create_app", env, port=server.port).start()
-            states = await browser.wait_states(2 + 2 * restart, timeout=15_000)
+            states = await browser.wait_connected(1 + restart, timeout=15_000)
             assert states[-1]["state"] == "connected"
             assert states[-1]["recovered"] == {"logs": False}
             # The new run's position replaces the id that could not be resumed.
@@ -702,7 +726,7 @@ async def test_restart_without_history_reports_resume_failed(browser: ClientPage
             {"type": "resume_failed", "channel": "logs", "data": {"channel": "logs", "since": s}}
             for s in since[:2]
         ]
-        assert [s["state"] for s in await browser.value("window.rt.states")] == [
+        assert compact(await browser.value("window.rt.states"), 100, 20_000) == [
             "connecting",
             "connected",
             "reconnecting",
@@ -724,8 +748,8 @@ async def test_gives_up_after_max_attempts_with_jittered_backoff(
     serve: Any, browser: ClientPage
 ) -> None:
     """The server stops for good: the client retries with full-jitter backoff (the k-th
-    retry waits a random time up to min(max, min * 2**(k-1))), then fails after
-    ``maxReconnectAttempts`` attempts in a row and says why."""
+    retry waits a random time up to min(max, min * 2**(k-1))), gives up after
+    ``maxReconnectAttempts`` retries and says why; each retry was reported."""
     server = await serve(make_realtime(), with_page)
     await browser.open(f"http://127.0.0.1:{server.port}")
     await browser.create(
@@ -742,7 +766,7 @@ async def test_gives_up_after_max_attempts_with_jittered_backoff(
 
     sockets = await browser.value("window.rt.sockets")
     closes = await browser.value("window.rt.closes")
-    assert len(sockets) == 5 and len(closes) == 5  # the connection, then 4 attempts
+    assert len(sockets) == 5 and len(closes) == 5  # the connection, then 4 retries
     assert [c["code"] for c in closes] == [1001, 1006, 1006, 1006, 1006]
     assert [c["status"]["attempt"] for c in closes] == [0, 1, 2, 3, 4]
     delays = [c["status"]["nextRetryMs"] for c in closes[:4]]
@@ -754,26 +778,32 @@ async def test_gives_up_after_max_attempts_with_jittered_backoff(
     final = closes[4]["status"]
     assert (final["state"], final["nextRetryMs"]) == ("failed", None)
     error = final["lastError"]
-    assert error["code"] == "max_attempts"
-    assert error["message"].startswith("gave up after 4 failed connection attempts in a row")
+    assert error["code"] == "gave_up"
+    assert error["message"].startswith(
+        "gave up after 4 retries (maxReconnectAttempts), 4 failed reconnection attempts in a row"
+    )
     assert "closed with 1006 before connection_established" in error["message"]
     assert "HTTP status" in error["message"]
-    assert [s["state"] for s in await browser.value("window.rt.states")] == [
+    statuses = await browser.value("window.rt.states")
+    assert [s["state"] for s in statuses] == [
         "connecting",
         "connected",
-        "reconnecting",
+        *["reconnecting"] * 4,
         "failed",
     ]
+    assert [(s["attempt"], s["nextRetryMs"]) for s in statuses[2:6]] == list(
+        zip([0, 1, 2, 3], delays, strict=True)
+    )
+    assert statuses[6]["lastError"]["code"] == "gave_up"
 
-    # connect() again: the first attempt and 3 retries fail, and connect() rejects.
+    # connect() again: the first attempt and 4 retries fail, and connect() rejects.
     result = await browser.connect()
-    assert result["error"]["code"] == "max_attempts"
-    assert len(await browser.value("window.rt.sockets")) == 9
-    assert [s["state"] for s in await browser.value("window.rt.states")][4:] == [
-        "connecting",
-        "reconnecting",
-        "failed",
-    ]
+    assert result["error"]["code"] == "gave_up"
+    assert "5 failed connection attempts" in result["error"]["message"]
+    assert len(await browser.value("window.rt.sockets")) == 10
+    statuses = await browser.value("window.rt.states")
+    assert compact(statuses[7:], 100, 300) == ["connecting", "reconnecting", "failed"]
+    assert [s["attempt"] for s in statuses[8:12]] == [1, 2, 3, 4]
 
 
 async def test_heartbeat_detects_a_silent_connection(serve: Any, browser: ClientPage) -> None:
@@ -799,17 +829,12 @@ async def test_heartbeat_detects_a_silent_connection(serve: Any, browser: Client
         proxy.blackhole()
         for n in range(5, 10):
             await realtime.publish("logs", "log_update", {"n": n})
-        states = await browser.wait_states(4)
-        assert [s["state"] for s in states] == [
-            "connecting",
-            "connected",
-            "reconnecting",
-            "connected",
-        ]
+        states = await browser.wait_connected(2)
+        assert compact(states, 50, 200) == ["connecting", "connected", "reconnecting", "connected"]
         lost = states[2]
         assert (lost["closeCode"], lost["closeReason"]) == (4000, "heartbeat timeout")
         assert lost["lastError"]["code"] == "heartbeat_timeout"
-        assert states[3]["recovered"] == {"logs": True}
+        assert states[-1]["recovered"] == {"logs": True}
         for n in range(10, 15):
             await realtime.publish("logs", "log_update", {"n": n})
         logs = await browser.wait_events("log_update", 15)

@@ -141,7 +141,11 @@ export interface RealtimeClientOptions {
   minReconnectDelay?: number;
   /** ms. Default 20000. */
   maxReconnectDelay?: number;
-  /** Failed attempts in a row before giving up (state "failed"): an integer >= 1, or Infinity (default). */
+  /**
+   * Retries before giving up (state "failed", error code "gave_up"): after a lost
+   * connection, or after the first attempt of connect(), this many attempts in a row may
+   * fail. An integer >= 0 (0: never retry), or Infinity (default).
+   */
   maxReconnectAttempts?: number;
   /** ms between the client's {"type":"ping"} messages while connected; 0 turns the heartbeat off. Default 30000. */
   pingInterval?: number;
@@ -168,7 +172,8 @@ export interface UnsubscribedData {
 /**
  * An error of the server (its code, e.g. "unknown_channel", "forbidden", "unknown_filter")
  * or of the client: "connection_failed", "connection_closed", "connect_timeout",
- * "heartbeat_timeout", "token_failed", "invalid_token", "channel_route", "max_attempts",
+ * "closed_1007", "closed_1008", "closed_1009" (a close the client does not retry),
+ * "heartbeat_timeout", "token_failed", "invalid_token", "not_general_route", "gave_up",
  * "disconnected".
  */
 export declare class RealtimeError extends Error {
@@ -219,7 +224,10 @@ export declare class RealtimeClient {
   /** An event type (as published), or a control message type. Returns a remover. */
   on<D = any>(type: string, handler: (event: RealtimeEvent<D>) => void): () => void;
 
-  /** Called on every change of state, with a fresh status. Returns a remover. */
+  /**
+   * Called with a fresh status on every change of state, and on each retry scheduled while
+   * "reconnecting" (attempt, nextRetryMs). Returns a remover.
+   */
   onConnectionChange(listener: (status: ConnectionStatus) => void): () => void;
   isConnected(): boolean;
   getConnectionStatus(): ConnectionStatus;

@@ -37,9 +37,9 @@ const CLOSE_TIMEOUT = 4000;
  * An error of the client or of the server, with a machine-readable `code`.
  *
  * Server codes are those of docs/protocol.md (e.g. `unknown_channel`, `forbidden`).
- * The client's own codes: `connection_failed`, `connection_closed`, `connect_timeout`,
- * `heartbeat_timeout`, `token_failed`, `invalid_token`, `channel_route`, `max_attempts`,
- * `disconnected`.
+ * The client's own codes: `connection_failed`, `connection_closed`, `closed_1007`,
+ * `closed_1008`, `closed_1009`, `connect_timeout`, `heartbeat_timeout`, `token_failed`,
+ * `invalid_token`, `not_general_route`, `gave_up`, `disconnected`.
  */
 export class RealtimeError extends Error {
   /**
@@ -96,9 +96,9 @@ export class RealtimeClient {
       }
     }
     const attempts = o.maxReconnectAttempts;
-    if (attempts !== Infinity && !(Number.isInteger(attempts) && attempts >= 1)) {
+    if (attempts !== Infinity && !(Number.isInteger(attempts) && attempts >= 0)) {
       throw new TypeError(
-        "RealtimeClient: maxReconnectAttempts must be an integer >= 1 or Infinity",
+        "RealtimeClient: maxReconnectAttempts must be an integer >= 0 or Infinity",
       );
     }
     if (o.token !== null && typeof o.token !== "string" && typeof o.token !== "function") {
@@ -291,7 +291,8 @@ export class RealtimeClient {
   }
 
   /**
-   * Call `listener(status)` with a fresh status snapshot on every change of `state`.
+   * Call `listener(status)` with a fresh status snapshot on every change of `state`, and
+   * on each retry scheduled while "reconnecting" (`attempt` and `nextRetryMs` change).
    * @param {(status: object) => void} listener
    * @returns {() => void} removes the listener
    */
@@ -410,7 +411,9 @@ export class RealtimeClient {
     if (Array.isArray(data.channels) && data.channels.length > 0) {
       this._clearTimer("_connectTimer");
       this._dropSocket(1000, "");
-      this._fail(new RealtimeError("channel_route", channelRouteAdvice(this.url, data.channels)));
+      this._fail(
+        new RealtimeError("not_general_route", channelRouteAdvice(this.url, data.channels)),
+      );
       return;
     }
     this._established = true;
@@ -711,7 +714,7 @@ export class RealtimeClient {
         code === 1008 ? "; pass token as a function to get a new token on each reconnection" : "";
       this._fail(
         new RealtimeError(
-          "connection_closed",
+          `closed_${code}`,
           `the server closed the connection with ${shown}: not reconnecting${advice}`,
           details,
         ),
@@ -759,19 +762,24 @@ export class RealtimeClient {
       this._fail(error);
       return;
     }
-    const max = this._options.maxReconnectAttempts;
-    if (this._attempt >= max) {
+    // maxReconnectAttempts counts retries: after a lost connection, or after the first
+    // attempt of connect().
+    const retries = this._retry;
+    if (retries >= this._options.maxReconnectAttempts) {
+      const what = this._everConnected ? "reconnection" : "connection";
+      const plural = retries === 1 ? "retry" : "retries";
       this._fail(
         new RealtimeError(
-          "max_attempts",
-          `gave up after ${this._attempt} failed connection attempt${this._attempt === 1 ? "" : "s"} in a row; the last: ${error.message}`,
+          "gave_up",
+          `gave up after ${retries} ${plural} (maxReconnectAttempts), ${this._attempt} failed ` +
+            `${what} attempt${this._attempt === 1 ? "" : "s"} in a row; the last: ${error.message}`,
           { closeCode: error.closeCode, closeReason: error.closeReason, cause: error },
         ),
       );
       return;
     }
     this._scheduleRetry();
-    this._setState("reconnecting");
+    this._setState("reconnecting", true); // each retry is reported: attempt, nextRetryMs
   }
 
   /** Full jitter: the k-th retry in a row waits random(0, min(max, min * 2**(k-1))). */
@@ -839,8 +847,9 @@ export class RealtimeClient {
 
   // ------------------------------------------------------------ state and timers
 
-  _setState(state) {
-    if (state === this._state) return;
+  /** Set the state; listeners hear of a change (or of every call, with `always`). */
+  _setState(state, always = false) {
+    if (state === this._state && !always) return;
     this._state = state;
     const status = this.getConnectionStatus();
     for (const listener of [...this._statusListeners]) {
