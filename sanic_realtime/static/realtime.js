@@ -767,12 +767,12 @@ export class RealtimeClient {
     const retries = this._retry;
     if (retries >= this._options.maxReconnectAttempts) {
       const what = this._everConnected ? "reconnection" : "connection";
-      const plural = retries === 1 ? "retry" : "retries";
+      const n = this._attempt;
       this._fail(
         new RealtimeError(
           "gave_up",
-          `gave up after ${retries} ${plural} (maxReconnectAttempts), ${this._attempt} failed ` +
-            `${what} attempt${this._attempt === 1 ? "" : "s"} in a row; the last: ${error.message}`,
+          `gave up after ${n} failed ${what} attempt${n === 1 ? "" : "s"} in a row ` +
+            `(maxReconnectAttempts: ${this._options.maxReconnectAttempts}); the last: ${error.message}`,
           { closeCode: error.closeCode, closeReason: error.closeReason, cause: error },
         ),
       );
