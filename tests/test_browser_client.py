@@ -14,7 +14,6 @@ Chromium comes from tests/test_browser.py's ``chromium`` fixture (Debian's packa
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +21,7 @@ import pytest
 from sanic import Request, Sanic
 from sanic.response import HTTPResponse, html
 
+from . import proxy
 from .conftest import make_realtime
 from .processes import Cluster, SanicProcess
 from .redis_support import free_port, new_prefix, redis_url
@@ -243,81 +243,28 @@ async def broadcast(server: SanicProcess, n: int) -> None:
     assert response.status_code == 200, response.text
 
 
-class Proxy:
-    """A TCP proxy between the page and a server that can go silent: after
-    :meth:`blackhole`, the server's bytes on the connections open at that moment are
-    dropped, without closing anything (a dead NAT, a hung host). New connections are
-    forwarded normally."""
+class Proxy(proxy.Proxy):
+    """tests/proxy.py's proxy (``blackhole()`` silences the server on the open
+    connections), also counting connections and able to inject bytes."""
 
     def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = 0
+        super().__init__(target_port)
         self.accepted = 0
-        self._server: asyncio.Server | None = None
-        self._silenced: list[asyncio.Event] = []
         self._clients: list[asyncio.StreamWriter] = []
-        self._tasks: set[asyncio.Task[None]] = set()
 
-    async def __aenter__(self) -> Proxy:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
-
-    def blackhole(self) -> None:
-        for flag in self._silenced:
-            flag.set()
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        self._clients.append(writer)
+        try:
+            await super()._accept(reader, writer)
+        finally:
+            self._clients.remove(writer)
 
     def inject(self, data: bytes) -> None:
         """Write ``data`` to the page on every open connection, as if from the server."""
         for writer in self._clients:
             if not writer.is_closing():
                 writer.write(data)
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        self.accepted += 1
-        silenced = asyncio.Event()
-        self._silenced.append(silenced)
-        self._clients.append(writer)
-        up_writer: asyncio.StreamWriter | None = None
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-            await asyncio.gather(
-                self._pump(reader, up_writer, None),
-                self._pump(up_reader, writer, silenced),
-                return_exceptions=True,
-            )
-        finally:
-            for w in (writer, up_writer):
-                if w is not None:
-                    w.close()
-                    with contextlib.suppress(Exception):
-                        await w.wait_closed()
-            self._clients.remove(writer)
-            self._tasks.discard(task)
-
-    @staticmethod
-    async def _pump(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, silenced: asyncio.Event | None
-    ) -> None:
-        try:
-            while data := await reader.read(65536):
-                if silenced is not None and silenced.is_set():
-                    continue
-                writer.write(data)
-                await writer.drain()
-        finally:
-            writer.close()
 
 
 # ------------------------------------------------------------------ the files

@@ -161,6 +161,8 @@ export interface SubscribedData {
   channels: string[];
   /** Present when a resume was asked. */
   recovered?: Record<string, boolean>;
+  /** channel -> the id of its newest event when the subscription began (the client asks for them). */
+  positions?: Record<string, string>;
 }
 
 /** The reply to an unsubscribe. */

@@ -204,13 +204,13 @@ export class RealtimeClient {
   /**
    * Subscribe to `channels` with `filter`. Recorded, so it is re-sent on every
    * reconnection. Connected: resolves with the `subscribed` message's data
-   * (`{channels, recovered?}`), or rejects with a RealtimeError carrying the server's
+   * (`{channels, positions}`), or rejects with a RealtimeError carrying the server's
    * code and message (and the subscription is not recorded). Not connected: only
    * recorded; resolves null, and the subscription is made at the next connect.
    * Subscribing to a channel again replaces its filter.
    * @param {string|string[]} channels Channel names; "all" = every channel the client may see.
    * @param {Record<string, unknown>|null} [filter]
-   * @returns {Promise<{channels: string[], recovered?: Record<string, boolean>}|null>}
+   * @returns {Promise<{channels: string[], positions?: Record<string, string>}|null>}
    */
   subscribe(channels, filter = null) {
     const names = checkChannels(channels, "subscribe(channels)", false);
