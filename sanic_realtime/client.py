@@ -60,7 +60,9 @@ _FATAL_CLOSES = frozenset({1007, 1008, 1009})
 #: Our close code when the server stopped answering pings (4000-4999: private use).
 CLOSE_HEARTBEAT = 4000
 #: ``error`` messages the server sends on its own, not as a reply to a client message.
-_UNSOLICITED_ERRORS = frozenset({"initial_state_failed", "backplane_unavailable"})
+_UNSOLICITED_ERRORS = frozenset({"initial_state_failed"})
+#: Replies to a (re)subscription that a later attempt may not get: retried, not fatal.
+_TRANSIENT_ERRORS = frozenset({"backplane_unavailable"})
 
 
 # --------------------------------------------------------------------------- messages
@@ -191,7 +193,8 @@ class ConnectionStatus:
     """A snapshot of the client's connection, given to ``on_connection_change`` callbacks."""
 
     state: State
-    #: Consecutive failed attempts; 0 once connected.
+    #: The retry being waited for or made: 1 for the first after a failed attempt or a lost
+    #: connection; 0 when connected.
     attempt: int = 0
     #: This connection's id (``connection_established``); None when not connected.
     client_id: str | None = None
@@ -327,6 +330,10 @@ class _Pending:
 
 class _Lost(Exception):
     """The connection ended before the reply came."""
+
+
+class _Retry(Exception):
+    """This attempt failed in a way the next one may not (e.g. Redis briefly away)."""
 
 
 def _filter_key(filter: Mapping[str, Any] | None) -> bytes:
@@ -642,7 +649,7 @@ class RealtimeClient:
             except Refused as e:  # a retryable refusal (429, 503, ...)
                 retry_after = e.retry_after
                 self._note_error(str(e))
-            except (OSError, InvalidHandshake, TimeoutError, ConnectionClosed, _Lost) as e:
+            except (OSError, InvalidHandshake, TimeoutError, ConnectionClosed, _Lost, _Retry) as e:
                 if not self._stopping() and not self._close_noted:
                     self._note_error(_describe(e))
             if self._stopping():
@@ -912,6 +919,8 @@ class RealtimeClient:
         future = pending.future
         if message.type == "error":
             error = RequestFailed(str(data.get("code")), str(data.get("message")))
+            if pending.welcome and error.code in _TRANSIENT_ERRORS:
+                raise _Retry(str(error))
             if pending.welcome:
                 if self._status.state in ("connecting", "disconnected"):
                     raise _Fatal(error)  # the first subscription is wrong: say so at once
@@ -994,6 +1003,8 @@ def _describe(error: BaseException) -> str:
         return "connection lost"
     if isinstance(error, _Lost):
         return "connection lost"
+    if isinstance(error, _Retry):
+        return str(error)
     return f"{type(error).__name__}: {error}"
 
 

@@ -628,7 +628,7 @@ async def test_server_restart_mid_stream_loses_nothing(browser: ClientPage) -> N
         assert compact(states, 100, 500) == ["connecting", "connected", "reconnecting", "connected"]
         lost, back = states[2], states[-1]
         assert (lost["closeCode"], lost["closeReason"]) == (1001, "server shutting down")
-        assert lost["attempt"] == 0  # a lost connection is not a failed attempt
+        assert lost["attempt"] == 1  # the first retry is pending
         for retry in states[3:-1]:  # the attempts made while A was down failed
             assert retry["lastError"]["code"] == "connection_failed", retry
         assert back["recovered"] == {"logs": True}
@@ -715,7 +715,8 @@ async def test_gives_up_after_max_attempts_with_jittered_backoff(
     closes = await browser.value("window.rt.closes")
     assert len(sockets) == 5 and len(closes) == 5  # the connection, then 4 retries
     assert [c["code"] for c in closes] == [1001, 1006, 1006, 1006, 1006]
-    assert [c["status"]["attempt"] for c in closes] == [0, 1, 2, 3, 4]
+    # The status after each close: the retry now pending, then (gave up) the last one made.
+    assert [c["status"]["attempt"] for c in closes] == [1, 2, 3, 4, 4]
     delays = [c["status"]["nextRetryMs"] for c in closes[:4]]
     for k, (delay, cap) in enumerate(zip(delays, [100, 200, 300, 300], strict=True), 1):
         assert 0 <= delay <= cap, (k, delays)
@@ -740,7 +741,7 @@ async def test_gives_up_after_max_attempts_with_jittered_backoff(
         "failed",
     ]
     assert [(s["attempt"], s["nextRetryMs"]) for s in statuses[2:6]] == list(
-        zip([0, 1, 2, 3], delays, strict=True)
+        zip([1, 2, 3, 4], delays, strict=True)
     )
     assert statuses[6]["lastError"]["code"] == "gave_up"
 

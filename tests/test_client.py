@@ -4,6 +4,7 @@ server for the protocol, and real ``sanic`` processes sharing Redis for restarts
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -453,3 +454,54 @@ async def test_a_revoked_connection_is_not_retried(serve: Any) -> None:
     assert closed.value.close_code == 1008 and "access revoked" in closed.value.reason
     assert client.status.state == "failed"
     await client.close()
+
+
+async def test_unsolicited_errors_are_dispatched_not_taken_as_replies(serve: Any) -> None:
+    """``initial_state_failed`` follows ``subscribed`` on its own: it reaches handlers, and
+    the next replies still pair with their requests."""
+    realtime = make_realtime()
+
+    @realtime.initial_state("stats")
+    async def broken(request: Any) -> Any:
+        raise RuntimeError("stats store down")
+
+    server = await serve(realtime)
+    async with RealtimeClient(server.ws_url("/ws"), channels=["stats"]) as client:
+        (error,) = await take(client, 1)
+        assert error.type == "error" and error.data["code"] == "initial_state_failed"
+        assert "stats store down" in error.data["message"]
+        assert await client.subscribe("logs") == ["logs"]
+        with pytest.raises(RequestFailed, match="unknown channel"):
+            await client.subscribe("nope")
+        assert await client.unsubscribe("logs") == ["logs"]
+
+
+async def test_a_transient_refusal_of_the_subscriptions_is_retried() -> None:
+    """A server whose backplane is briefly away answers the subscription with
+    ``backplane_unavailable``: the client tries again instead of giving up. (A minimal
+    protocol server: the real one only answers so in a narrow window of a Redis outage.)"""
+    from websockets.asyncio.server import ServerConnection, serve
+
+    attempts = 0
+
+    async def handler(ws: ServerConnection) -> None:
+        nonlocal attempts
+        attempts += 1
+        welcome = {"type": "connection_established", "data": {"client_id": f"c{attempts}"}}
+        await ws.send(json.dumps(welcome))
+        json.loads(await ws.recv())  # the subscribe
+        if attempts == 1:
+            error = {"code": "backplane_unavailable", "message": "the backplane is unavailable"}
+            await ws.send(json.dumps({"type": "error", "data": error}))
+        else:
+            await ws.send(json.dumps({"type": "subscribed", "data": {"channels": ["logs"]}}))
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        client = RealtimeClient(f"ws://127.0.0.1:{port}/ws", channels=["logs"], **FAST)
+        states = States(client)
+        async with client:
+            assert client.status.client_id == "c2"
+        assert states.states[:3] == ["connecting", "reconnecting", "connected"]
+        assert "backplane_unavailable" in (states.seen[1].last_error or "")

@@ -98,7 +98,7 @@ export type ConnectionState =
 /** A snapshot: getConnectionStatus() and onConnectionChange listeners get a new object each time. */
 export interface ConnectionStatus {
   state: ConnectionState;
-  /** Failed connection attempts in a row; 0 once connected. */
+  /** The retry being waited for or made: 1 for the first after a failed attempt or a lost connection; 0 when connected. */
   attempt: number;
   /** The server's id of the current (or last) connection, from connection_established. */
   clientId: string | null;

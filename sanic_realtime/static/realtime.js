@@ -317,7 +317,7 @@ export class RealtimeClient {
   getConnectionStatus() {
     return {
       state: this._state,
-      attempt: this._attempt,
+      attempt: this._retry, // the retry waited for or made (1: the first); 0 when connected
       clientId: this._clientId,
       userId: this._userId,
       roles: [...this._roles],
