@@ -514,7 +514,7 @@ class RealtimeClient:
             self._runner = loop.create_task(self._run(), name="realtime-client")
         assert self._ready is not None
         await asyncio.shield(self._ready)
-        return self._status
+        return self.status
 
     async def close(self) -> None:
         """Close the connection (1000) and stop reconnecting; ``async for`` loops end."""
@@ -552,11 +552,10 @@ class RealtimeClient:
                 self._subs[name] = flt
             return names
         pending = _Pending("subscribe", asyncio.get_running_loop().create_future(), names, flt)
-        since = {c: self._last_ids[c] for c in names if c in self._last_ids}
         try:
-            reply = await self._request(
-                ws, _Subscribe(names, flt, since or None, positions=True), pending
-            )
+            # No since: a channel already subscribed switches filters without a gap (a
+            # replay would repeat the events in flight); a new one starts from now.
+            reply = await self._request(ws, _Subscribe(names, flt, positions=True), pending)
         except _Lost:
             for name in names:  # made on the next connection instead
                 self._subs[name] = flt
@@ -573,7 +572,11 @@ class RealtimeClient:
                 await self._request(ws, _Unsubscribe(names), pending)  # raises if refused
         if "all" in names:
             names = list(self._subs)
-        return [n for n in names if self._subs.pop(n, _ABSENT) is not _ABSENT]
+        removed = [n for n in names if self._subs.pop(n, _ABSENT) is not _ABSENT]
+        for name in removed:  # a later subscribe starts from then, not from here
+            self._last_ids.pop(name, None)
+            self._recovered.pop(name, None)
+        return removed
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._iterate()
@@ -652,6 +655,10 @@ class RealtimeClient:
             except (OSError, InvalidHandshake, TimeoutError, ConnectionClosed, _Lost, _Retry) as e:
                 if not self._stopping() and not self._close_noted:
                     self._note_error(_describe(e))
+            except Exception as e:  # a bug: fail loudly rather than hang connect()
+                logger.exception("realtime client failed")
+                self._fail(RealtimeClientError("client_error", f"{type(e).__name__}: {e}"))
+                return
             if self._stopping():
                 return
             if not self.reconnect:
@@ -662,11 +669,13 @@ class RealtimeClient:
             limit = self.max_reconnect_attempts
             if limit is not None and attempt > limit:
                 what = "reconnect" if self._ever_connected else "connect"
+                retries = {0: "no retry allowed", 1: "1 retry failed"}.get(
+                    limit, f"{limit} retries failed"
+                )
                 self._fail(
                     GaveUp(
                         "gave_up",
-                        f"could not {what} after {limit} attempt(s); last error: "
-                        f"{self._status.last_error}",
+                        f"could not {what} ({retries}); last error: {self._status.last_error}",
                     )
                 )
                 return
@@ -692,10 +701,13 @@ class RealtimeClient:
         token = self.token
         if token is None or isinstance(token, str):
             return token
-        value = token()
-        if inspect.isawaitable(value):
-            value = await value
-        return str(value)
+        try:
+            value = token()
+            if inspect.isawaitable(value):
+                value = await value
+        except Exception as e:  # retried: the token service may be back next time
+            raise _Retry(f"the token function failed: {type(e).__name__}: {e}") from e
+        return None if value is None else str(value)
 
     async def _connect_once(self) -> None:
         self._close_noted = False

@@ -148,7 +148,7 @@ async def test_tail_gives_up_when_asked(cli: Any) -> None:
     assert await run.finish() == 1
     assert run.out[0].startswith("connecting to ws://127.0.0.1:")
     assert "reconnecting in" in run.out[1] and "(attempt 1)" in run.out[1]
-    assert run.err[-1].startswith("error: gave_up: could not connect after 1 attempt(s)")
+    assert run.err[-1].startswith("error: gave_up: could not connect (1 retry failed)")
 
 
 async def test_publish_prints_recipients(serve: Any, cli: Any) -> None:
