@@ -13,6 +13,7 @@ download is not used). If it cannot be installed the tests skip, unless
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -157,17 +158,24 @@ class Tab:
         return message
 
 
-@pytest.fixture
-async def tab(chromium: str, serve: Any) -> AsyncIterator[Tab]:
-    """A headless Chromium page; closed before the servers of ``serve`` stop."""
+@contextlib.asynccontextmanager
+async def headless_page(chromium: str) -> AsyncIterator[Page]:
+    """A page of a headless Chromium launched from ``chromium``, closed afterwards."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=chromium, headless=True)
         try:
-            yield Tab(await browser.new_page())
+            yield await browser.new_page()
         finally:
             await browser.close()
+
+
+@pytest.fixture
+async def tab(chromium: str, serve: Any) -> AsyncIterator[Tab]:
+    """A headless Chromium page; closed before the servers of ``serve`` stop."""
+    async with headless_page(chromium) as page:
+        yield Tab(page)
 
 
 def with_page(app: Sanic) -> None:

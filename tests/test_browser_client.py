@@ -26,7 +26,7 @@ from .conftest import make_realtime
 from .processes import Cluster, SanicProcess
 from .redis_support import free_port, new_prefix, redis_url
 from .scale_app import ADMIN_TOKEN
-from .test_browser import WAIT_MS, chromium, with_page
+from .test_browser import WAIT_MS, chromium, headless_page, with_page
 from .tokens import bearer, jwt_realtime, token
 
 if TYPE_CHECKING:
@@ -195,16 +195,9 @@ class ClientPage:
 @pytest.fixture
 async def browser(chromium: str, serve: Any) -> AsyncIterator[ClientPage]:
     """A headless Chromium page with the harness; closed before ``serve``'s servers stop."""
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=chromium, headless=True)
-        try:
-            page = await launched.new_page()
-            await page.add_init_script(HARNESS)
-            yield ClientPage(page)
-        finally:
-            await launched.close()
+    async with headless_page(chromium) as page:
+        await page.add_init_script(HARNESS)
+        yield ClientPage(page)
 
 
 def compact(statuses: list[dict[str, Any]], min_delay: int, max_delay: int) -> list[str]:
