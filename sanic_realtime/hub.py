@@ -751,10 +751,18 @@ class Hub:
 
         A channel already subscribed is re-subscribed with the new filter. With
         ``positions``, the reply maps each channel to the id of its newest event, read
-        before the subscription goes live: ``since`` that id gives every event the
-        subscription could have missed (a few from just before it, at most).
+        before the subscription sees any: ``since`` that id gives every event the
+        subscription could have missed (and a few from just before it, at most).
         """
         hooks = hooks or {}
+        where: dict[str, str] = {}
+        if positions:
+            # Read before the subscription can see any event: an event delivered to it is
+            # newer than its position, so a resume from the position never skips one.
+            for req in requests:
+                position = await self.backplane.position(req.channel)
+                if position is not None:
+                    where[req.channel] = str(position)
         warmers: dict[str, _Warming] = {}
         for req in requests:
             self._rooms.remove(conn, req.channel)
@@ -771,13 +779,7 @@ class Hub:
         #: channel -> the last event (initial: last) or the hook's encoded message.
         initials: dict[str, Event | bytes] = {}
         failures: list[tuple[str, str]] = []
-        where: dict[str, str] = {}
         try:
-            if positions:
-                for req in requests:
-                    position = await self.backplane.position(req.channel)
-                    if position is not None:
-                        where[req.channel] = str(position)
             for req in requests:
                 # From here on, every event of the channel reaches the warming entry.
                 await self.backplane.ready(req.channel)
