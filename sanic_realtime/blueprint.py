@@ -230,7 +230,8 @@ def build_blueprint(realtime: Realtime) -> Blueprint:
                 parse_subprotocols(request.headers.getall("sec-websocket-protocol", [])),
                 query,
             )
-            roles = identity.roles if identity is not None else None  # None: auth is off
+            # None: auth is off (every channel is open); () for an anonymous client.
+            roles = identity.roles if identity is not None else guard.anonymous_roles
             if kind == "channel":
                 plan = channel_plan(config, request.match_info["channel"], query, roles)
             else:

@@ -121,6 +121,10 @@ class AuthConfig(_Strict):
     """
 
     mode: Literal["none", "jwt"] = "none"
+    #: With ``mode: jwt``: a WebSocket connection that presents no credential at all is let
+    #: in anonymously (no user, no roles): it may subscribe to channels without ``roles``
+    #: and gets untargeted events. A credential that is present must still be valid.
+    anonymous: bool = False
     #: Secrets usually come from ``${VAR:-}``, which leaves YAML a null when unset.
     jwt_secret: str | None = None
     public_key: str | None = None

@@ -49,6 +49,12 @@ class Guard:
         limit = config.connect_rate_limit
         self.limiter = KeyedRateLimiter(limit.connections, limit.per) if limit is not None else None
 
+    @property
+    def anonymous_roles(self) -> tuple[str, ...] | None:
+        """The roles a client without an identity has for channel checks: None (auth is
+        off: every channel is open) or none at all (an anonymous client)."""
+        return None if self.verifier is None else ()
+
     def check_rate(self, client_ip: str) -> None:
         """``connect_rate_limit``: 429 with the seconds to wait."""
         if self.limiter is None:
@@ -70,11 +76,14 @@ class Guard:
     async def authenticate(
         self, authorization: str | None, subprotocols: list[str], query: Mapping[str, str]
     ) -> Identity | None:
-        """The client's identity (None when auth is off); ``Unauthorized`` otherwise."""
+        """The client's identity: None when auth is off, or for an anonymous client
+        (``auth.anonymous``, no credential at all); ``Unauthorized`` otherwise."""
         if self.verifier is None:
             return None
         credential = find_credential(authorization, subprotocols, query)
         if credential is None:
+            if self.config.auth.anonymous:
+                return None
             raise Unauthorized(
                 "a token is required: send 'Authorization: Bearer <token>', the subprotocols "
                 "['bearer', <token>], ?ticket=<one-time ticket> or ?token=<token>"

@@ -133,6 +133,11 @@ class Session:
         if self.verifier is None:
             raise BadMessage("this server has no authentication to refresh", code="auth_disabled")
         hub, conn = self.hub, self.conn
+        if conn.identity is None:
+            raise BadMessage(
+                "an anonymous connection cannot take a token: reconnect with it",
+                code="anonymous",
+            )
         try:
             identity = self.verifier.verify(token)
         except ClientError as e:

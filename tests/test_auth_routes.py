@@ -169,6 +169,44 @@ async def test_subscribing_to_a_forbidden_channel_is_an_error_and_no_subscriptio
         assert server.realtime.stats()["by_channel"].get("alerts", 0) == 0
 
 
+async def test_anonymous_connections_see_only_public_channels_and_events(serve: Any) -> None:
+    """auth.anonymous: no credential at all = a connection with no user and no roles."""
+    server = await serve(jwt_realtime({"anonymous": True}))
+    rt = server.realtime
+    async with server.connect("/ws/logs") as anon:
+        welcome = await established(anon)
+        assert (welcome["user_id"], welcome["role"], welcome["roles"]) == (None, None, [])
+        # Targeted events are not for it; untargeted ones are.
+        assert (await rt.publish("logs", "to_alice", {}, user_id="alice")).recipients == 0
+        assert (await rt.publish("logs", "to_users", {}, role="user")).recipients == 0
+        assert (await rt.publish("logs", "all", {})).recipients == 1
+        assert (await recv_json(anon))["type"] == "all"
+        # Channels with roles are refused, in a message as before the upgrade.
+        await anon.send(json.dumps({"type": "subscribe", "channels": ["alerts"]}))
+        error = await recv_json(anon)
+        assert (error["type"], error["data"]["code"]) == ("error", "forbidden")
+        # It cannot turn into a user on the same connection.
+        await anon.send(json.dumps({"type": "refresh", "token": token("alice", "admin")}))
+        error = await recv_json(anon)
+        assert error["data"]["code"] == "anonymous"
+        assert "reconnect" in error["data"]["message"]
+        assert rt.stats()["total_users"] == 0
+    status, error, _ = await refusal(server, "/ws/alerts")
+    assert (status, error["code"]) == (403, "forbidden")
+    async with server.connect("/ws?channels=all") as anon:
+        assert (await established(anon))["channels"] == ["logs", "stats", "requests"]
+    # A credential that is present must be valid: anonymous is not a fallback.
+    for path in ("/ws/logs?token=garbage", f"/ws/logs?token={token('a', exp_in=-10)}"):
+        status, error, _ = await refusal(server, path)
+        assert status == 401, path
+    async with server.connect(f"/ws/alerts?token={token('root', 'admin')}") as ws:
+        assert (await established(ws))["user_id"] == "root"
+    # Without anonymous, the same request is refused.
+    other = await serve(jwt_realtime())
+    status, error, _ = await refusal(other, "/ws/logs")
+    assert (status, error["code"]) == (401, "unauthorized")
+
+
 # --------------------------------------------------------------------------- expiry, refresh
 
 
