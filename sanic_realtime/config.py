@@ -32,6 +32,7 @@ __all__ = [
     "RateLimit",
     "RealtimeConfig",
     "RedisConfig",
+    "ThrottleConfig",
     "expand_env",
     "load_yaml",
     "parse_config",
@@ -39,7 +40,7 @@ __all__ = [
 ]
 
 #: Query parameters and filter keys with a fixed meaning; a channel may not declare them.
-RESERVED_FILTER_NAMES = frozenset({"types", "since", "channels", "token", "ticket"})
+RESERVED_FILTER_NAMES = frozenset({"types", "since", "channels", "token", "ticket", "interval"})
 #: Names under ``url_prefix`` that are routes of their own, or keywords of the protocol.
 RESERVED_CHANNEL_NAMES = frozenset({"all", "health", "ticket", "client.js", "client.d.ts"})
 
@@ -186,8 +187,26 @@ class RedisConfig(_Strict):
     prefix: str = "realtime"
 
 
+class ThrottleConfig(_Strict):
+    """Per-subscription throttling: a client that asks ``?interval=5s`` (or ``interval`` in
+    a ``subscribe`` filter) gets at most one event per ``key`` value per interval, and
+    always the latest one; the events in between are skipped on purpose (conflation).
+    For channels of states (stats, prices, gauges), never for streams of records (logs)."""
+
+    #: The shortest and longest interval a client may ask for.
+    min: Duration = Duration(1.0)
+    max: Duration = Duration(60.0)
+    #: The interval of a subscription that asks for none (0: not throttled).
+    default: Duration = Duration(0.0)
+    #: The event data field (dotted for nesting) whose values are throttled separately,
+    #: e.g. ``window``: the latest of each window. Null: the whole channel is one value.
+    key: str | None = None
+
+
 class ChannelConfig(_Strict):
     filters: dict[str, FilterSpec] = {}
+    #: Lets each subscriber ask for at most one event per interval (``?interval=``).
+    throttle: ThrottleConfig | None = None
     #: ``last``: a new subscriber first gets the channel's last event as ``initial_state``.
     initial: Literal["none", "last"] = "none"
     #: Overrides the top-level ``history`` for this channel.
@@ -419,9 +438,26 @@ def check_config(config: RealtimeConfig, path: str = "realtime") -> None:
             _check_history(channel.history, f"{cpath}.history")
         for fname, spec in channel.filters.items():
             _check_filter(fname, spec, f"{cpath}.filters.{fname}")
+        if channel.throttle is not None:
+            _check_throttle(channel.throttle, f"{cpath}.throttle")
     for admin_path, key in routes.items():
         if admin_path == config.url_prefix or admin_path == f"{config.url_prefix}/health":
             raise ConfigError(f"{admin_path} clashes with a route of url_prefix", f"{path}.{key}")
+
+
+def _check_throttle(throttle: ThrottleConfig, path: str) -> None:
+    if throttle.min <= 0:
+        raise ConfigError("must be greater than 0", f"{path}.min")
+    if throttle.max < throttle.min:
+        raise ConfigError(f"must be at least min ({throttle.min:g}s)", f"{path}.max")
+    if throttle.default and not throttle.min <= throttle.default <= throttle.max:
+        raise ConfigError(
+            f"must be 0 (not throttled) or between min and max "
+            f"({throttle.min:g}s..{throttle.max:g}s)",
+            f"{path}.default",
+        )
+    if throttle.key is not None and not all(throttle.key.split(".")):
+        raise ConfigError(f"not a field path: {throttle.key!r}", f"{path}.key")
 
 
 #: RFC 7518 section 3.2: an HMAC key at least as long as the hash.

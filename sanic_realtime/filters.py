@@ -10,7 +10,10 @@ Semantics (see docs/protocol.md):
 - ``min``: the event's value must be in ``order`` at or after the client's value;
 - ``flag``: ``true/false/1/0/yes/no``; when true, the field must equal the declared
   ``equals`` (default ``true``); when false the filter is off;
-- ``types`` (built in, every channel): the event's type is one of the given types.
+- ``types`` (built in, every channel): the event's type is one of the given types;
+- ``interval`` (built in, channels with ``throttle``): not a match condition but a rate:
+  the subscription gets at most one event per ``throttle.key`` value per interval, the
+  latest (the hub applies it; see docs/topics.md#throttling).
 
 A compiled :class:`Filter` has a hashable ``key``: subscriptions with equal keys are
 grouped so that a filter is evaluated once per event per distinct filter, not once
@@ -22,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .config import ChannelConfig, FilterSpec
+from .config import ChannelConfig, FilterSpec, ThrottleConfig, parse_duration
 from .exceptions import BadFilterValue, UnknownFilter
 
 __all__ = ["Filter", "FilterKey", "compile_filter", "split_filter_params"]
@@ -34,6 +37,7 @@ _MISSING: Any = object()
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
 TYPES = "types"
+INTERVAL = "interval"
 
 
 def _as_text(value: Any) -> str | None:
@@ -113,19 +117,43 @@ class _Flag(_Check):
 
 
 class Filter:
-    """A compiled subscription filter. ``matches(type, data)`` is pure."""
+    """A compiled subscription filter. ``matches(type, data)`` is pure.
 
-    __slots__ = ("checks", "key", "types")
+    ``interval`` (seconds, 0: none) and ``throttle_key`` describe the subscription's
+    throttling; they are part of ``key``, so throttled subscribers form groups of their own.
+    """
 
-    def __init__(self, key: FilterKey, types: frozenset[str] | None, checks: tuple[_Check, ...]):
+    __slots__ = ("checks", "interval", "key", "throttle_key", "types")
+
+    def __init__(
+        self,
+        key: FilterKey,
+        types: frozenset[str] | None,
+        checks: tuple[_Check, ...],
+        interval: float = 0.0,
+        throttle_key: tuple[str, ...] | None = None,
+    ):
         self.key = key
         self.types = types
         self.checks = checks
+        self.interval = interval
+        self.throttle_key = throttle_key
 
     def matches(self, event_type: str, data: Any) -> bool:
         if self.types is not None and event_type not in self.types:
             return False
         return all(check(data) for check in self.checks)
+
+    def conflation_key(self, data: Any) -> Any:
+        """What a throttled event replaces: the pending event with the same key value
+        (None for every event when the channel has no ``throttle.key``, or when the
+        event lacks the field or holds an unhashable value there)."""
+        if self.throttle_key is None:
+            return None
+        value = _get(data, self.throttle_key)
+        if value is _MISSING or not isinstance(value, (str, int, float, bool)):
+            return None
+        return value
 
     def __repr__(self) -> str:
         return f"Filter({self.key!r})"
@@ -168,26 +196,64 @@ def _flag_value(name: str, value: FilterParam) -> bool:
     )
 
 
-def compile_filter(
-    channel: str, specs: Mapping[str, FilterSpec], params: Mapping[str, FilterParam]
-) -> Filter | None:
-    """Compile the client's ``params`` against the channel's declared ``specs``.
+def _interval_value(channel: str, throttle: ThrottleConfig, value: FilterParam) -> float:
+    """``5s``, ``500ms``, ``1m``, or a number of seconds (``5``, ``"2.5"``), within the
+    channel's ``throttle.min`` .. ``throttle.max``."""
+    bounds = f"between {throttle.min:g}s and {throttle.max:g}s"
+    seconds: float | None = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            try:
+                seconds = float(parse_duration(text))
+            except ValueError:
+                seconds = None
+    if seconds is None or seconds != seconds:  # not a duration, or NaN
+        raise BadFilterValue(
+            INTERVAL,
+            f"filter 'interval' is a duration (e.g. 5s, 500ms, or seconds) {bounds} "
+            f"for channel {channel!r}, got {value!r}",
+        )
+    if not throttle.min <= seconds <= throttle.max:
+        raise BadFilterValue(
+            INTERVAL, f"filter 'interval' must be {bounds} for channel {channel!r}, got {value!r}"
+        )
+    return seconds
 
-    Returns None when nothing filters (every event matches). Raises ``UnknownFilter``
-    or ``BadFilterValue`` naming the parameter.
+
+def compile_filter(
+    channel: str,
+    specs: Mapping[str, FilterSpec],
+    params: Mapping[str, FilterParam],
+    throttle: ThrottleConfig | None = None,
+) -> Filter | None:
+    """Compile the client's ``params`` against the channel's declared ``specs`` (and
+    ``throttle``, which allows the ``interval`` parameter).
+
+    Returns None when nothing filters (every event matches, at once). Raises
+    ``UnknownFilter`` or ``BadFilterValue`` naming the parameter.
     """
     key: list[Any] = []
     checks: list[_Check] = []
     types: frozenset[str] | None = None
+    interval = float(throttle.default) if throttle is not None else 0.0
     for name in sorted(params):
         value = params[name]
         if name == TYPES:
             types = _text_values(name, value)
             key.append((TYPES, types))
             continue
+        if name == INTERVAL and throttle is not None:
+            interval = _interval_value(channel, throttle, value)
+            continue
         spec = specs.get(name)
         if spec is None:
-            known = ", ".join(sorted([*specs, TYPES]))
+            extra = [INTERVAL] if throttle is not None else []
+            known = ", ".join(sorted([*specs, TYPES, *extra]))
             raise UnknownFilter(
                 name, f"unknown filter {name!r} for channel {channel!r} (known: {known})"
             )
@@ -212,9 +278,14 @@ def compile_filter(
                 equals = True if spec.equals is None else spec.equals
                 checks.append(_Flag(path, equals))
                 key.append((name, "flag"))
-    if not key or (not checks and types is None):
+    throttle_key: tuple[str, ...] | None = None
+    if interval:
+        assert throttle is not None
+        throttle_key = tuple(throttle.key.split(".")) if throttle.key is not None else None
+        key.append((INTERVAL, interval, throttle_key))
+    if not key or (not checks and types is None and not interval):
         return None
-    return Filter(tuple(key), types, tuple(checks))
+    return Filter(tuple(key), types, tuple(checks), interval, throttle_key)
 
 
 def split_filter_params(
@@ -224,9 +295,19 @@ def split_filter_params(
     declare it (``types`` to all). A parameter that none of them declares is an error."""
     out: dict[str, dict[str, FilterParam]] = {name: {} for name in channels}
     for param, value in params.items():
-        takers = [name for name, cfg in channels.items() if param == TYPES or param in cfg.filters]
+        takers = [
+            name
+            for name, cfg in channels.items()
+            if param == TYPES
+            or param in cfg.filters
+            or (param == INTERVAL and cfg.throttle is not None)
+        ]
         if not takers:
-            declared = sorted({f for cfg in channels.values() for f in cfg.filters} | {TYPES})
+            declared = sorted(
+                {f for cfg in channels.values() for f in cfg.filters}
+                | {TYPES}
+                | ({INTERVAL} if any(cfg.throttle for cfg in channels.values()) else set())
+            )
             raise UnknownFilter(
                 param,
                 f"unknown filter {param!r} for channels {', '.join(channels)} "

@@ -149,6 +149,7 @@ class Connection:
         "role",
         "roles",
         "socket",
+        "throttles",
         "user_id",
     )
 
@@ -174,6 +175,8 @@ class Connection:
         self.allowance = 0
         #: channel -> events dropped and not yet reported (drop_oldest).
         self.dropped: dict[str, int] = {}
+        #: channel -> throttling state, for throttled subscriptions (``?interval=``).
+        self.throttles: dict[str, _Throttle] | None = None
         self.dirty = False
         self.blocked = False
         self.closing = False
@@ -198,6 +201,25 @@ class Connection:
 
     def __repr__(self) -> str:
         return f"<Connection {self.id}>"
+
+
+class _Throttle:
+    """One throttled subscription (a connection's channel): when it last got an event,
+    and the latest event per conflation key held until its interval has passed."""
+
+    __slots__ = ("last", "pending", "timer")
+
+    def __init__(self) -> None:
+        self.last = float("-inf")
+        #: conflation key -> newest event, in the order they arrived (publish order).
+        self.pending: dict[Any, Event] = {}
+        self.timer: asyncio.TimerHandle | None = None
+
+    def cancel(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.pending.clear()
 
 
 class _Warming:
@@ -360,6 +382,7 @@ class Hub:
         for channel in conn.channels:
             self._rooms.remove(conn, channel)
             self._discard_warming(conn, channel)
+            self._forget_throttle(conn, channel)
             self._leave(channel)
         conn.channels.clear()
         if conn.queue:
@@ -469,8 +492,12 @@ class Hub:
             self._fanouts += 1
             for group in room.groups.values():
                 f = group.filter
-                if f is not None and not f.matches(etype, data):
-                    continue
+                if f is not None:
+                    if not f.matches(etype, data):
+                        continue
+                    if f.interval:
+                        count += self._deliver_throttled(group.members, f, event, targeted)
+                        continue
                 for conn in group.members:
                     if targeted and not conn.accepts(event):
                         continue
@@ -505,6 +532,78 @@ class Hub:
                 w.pending.append(event)
                 count += 1
         return count
+
+    # ----------------------------------------------------------------- throttling
+
+    def _deliver_throttled(
+        self, members: Mapping[Connection, None], f: Filter, event: Event, targeted: bool
+    ) -> int:
+        """Fan-out to a group of throttled subscribers (``?interval=``): each gets the
+        event now if its interval has passed and it has nothing held, else the event is
+        held, replacing the held one with the same conflation key, until the interval
+        has passed. Events go out in publish order; what is replaced is skipped on
+        purpose (the subscriber asked for the latest, at most once per interval)."""
+        count = 0
+        channel = event.channel
+        now = self._monotonic()
+        key = f.conflation_key(event.data)
+        frame: bytes | None = None
+        for conn in members:
+            if conn.closing or (targeted and not conn.accepts(event)):
+                continue
+            throttles = conn.throttles
+            if throttles is None:
+                throttles = conn.throttles = {}
+            state = throttles.get(channel)
+            if state is None:
+                state = throttles[channel] = _Throttle()
+            if not state.pending and now - state.last >= f.interval:
+                state.last = now
+                if frame is None:
+                    frame = text_frame(event.payload)
+                if self._enqueue(conn, channel, frame):
+                    count += 1
+                continue
+            pending = state.pending
+            pending.pop(key, None)  # the replacement goes last: publish order
+            pending[key] = event
+            count += 1
+            if len(pending) > self._buffer_size:
+                # More distinct keys than a buffer holds: release now (the buffer's own
+                # bound and slow_client policy then apply).
+                self._release(conn, channel)
+            elif state.timer is None:
+                delay = max(state.last + f.interval - now, 0.0)
+                state.timer = asyncio.get_running_loop().call_later(
+                    delay, self._release, conn, channel
+                )
+        return count
+
+    def _release(self, conn: Connection, channel: str) -> None:
+        """The interval has passed: queue the held events (oldest first)."""
+        throttles = conn.throttles
+        state = throttles.get(channel) if throttles is not None else None
+        if state is None:
+            return
+        if state.timer is not None:
+            state.timer.cancel()
+            state.timer = None
+        events = list(state.pending.values())
+        state.pending.clear()
+        if conn.closing or channel not in conn.channels or not events:
+            return
+        state.last = self._monotonic()
+        for event in events:
+            self._enqueue(conn, channel, text_frame(event.payload))
+
+    def _forget_throttle(self, conn: Connection, channel: str) -> None:
+        throttles = conn.throttles
+        if throttles is not None:
+            state = throttles.pop(channel, None)
+            if state is not None:
+                state.cancel()
+            if not throttles:
+                conn.throttles = None
 
     def _enqueue(
         self, conn: Connection, channel: str | None, frame: bytes, force: bool = False
@@ -854,6 +953,20 @@ class Hub:
                 ]
             else:
                 events = pending
+            # A re-subscription starts its throttling afresh (held events were for the
+            # old filter); a throttled resume gets only the latest event per key.
+            self._forget_throttle(conn, channel)
+            f = req.filter
+            if f is not None and f.interval and events:
+                latest: dict[Any, Event] = {}
+                for held in events:  # the newest per key, in publish order
+                    k = f.conflation_key(held.data)
+                    latest.pop(k, None)
+                    latest[k] = held
+                events = list(latest.values())
+                state = _Throttle()
+                state.last = self._monotonic()
+                conn.throttles = {**(conn.throttles or {}), channel: state}
             conn.allowance += len(events)
             for event in events:
                 self._enqueue(conn, channel, text_frame(event.payload), force=True)
@@ -869,6 +982,7 @@ class Hub:
         """Drop subscriptions that were being set up."""
         for req in requests:
             self._discard_warming(conn, req.channel)
+            self._forget_throttle(conn, req.channel)
             if conn.channels.pop(req.channel, _NOT_SUBSCRIBED) is not _NOT_SUBSCRIBED:
                 self._leave(req.channel)
 
@@ -880,6 +994,7 @@ class Hub:
                 continue
             self._rooms.remove(conn, channel)
             self._stop_warming(conn, channel)
+            self._forget_throttle(conn, channel)
             self._leave(channel)
             removed.append(channel)
         return removed

@@ -104,7 +104,12 @@ def plan_subscription(
     return [
         SubRequest(
             name,
-            compile_filter(name, config.channels[name].filters, per_channel[name]),
+            compile_filter(
+                name,
+                config.channels[name].filters,
+                per_channel[name],
+                config.channels[name].throttle,
+            ),
             resume.get(name),
         )
         for name in names
