@@ -239,27 +239,32 @@ def build_users(realtime: Realtime, store: UserStore, secret: str) -> Blueprint:
 
     @bp.patch("/me")
     async def update_me(request: Request) -> HTTPResponse:
-        user = caller(request)
+        return json({"user": await update_profile(caller(request)["id"], request, own=True)})
+
+    async def update_profile(user_id: int, request: Request, *, own: bool) -> dict[str, Any]:
+        """Change name and/or email; the user and admins are told (``user.updated``), and
+        the user also gets ``profile.updated`` when they changed it themselves."""
         body = _body(request)
         changes = {k: str(body[k]).strip()[:120] for k in ("name", "email") if k in body}
         if not changes:
             raise Refused(400, "invalid_body", "nothing to change: send 'name' and/or 'email'")
-        user = store.update(user["id"], **changes)
+        user = store.update(user_id, **changes)
         changed = sorted(changes)
-        await emit(
-            "users",
-            "profile.updated",
-            {"user_id": user["id"], "changes": changed},
-            user_id=user["id"],
-        )
+        if own:
+            await emit(
+                "users",
+                "profile.updated",
+                {"user_id": user_id, "changes": changed},
+                user_id=user_id,
+            )
         await emit(
             "users",
             "user.updated",
-            {"user_id": user["id"], "changes": changed, "updated_at": user["updated_at"]},
-            user_id=user["id"],
+            {"user_id": user_id, "changes": changed, "updated_at": user["updated_at"]},
+            user_id=user_id,
             role="admin",
         )
-        return json({"user": user})
+        return user
 
     @bp.post("/me/password")
     async def change_password(request: Request) -> HTTPResponse:
@@ -296,19 +301,7 @@ def build_users(realtime: Realtime, store: UserStore, secret: str) -> Blueprint:
     async def update_user(request: Request, user_id: int) -> HTTPResponse:
         caller(request, "admin")
         target(user_id)
-        body = _body(request)
-        changes = {k: str(body[k]).strip()[:120] for k in ("name", "email") if k in body}
-        if not changes:
-            raise Refused(400, "invalid_body", "nothing to change: send 'name' and/or 'email'")
-        user = store.update(user_id, **changes)
-        await emit(
-            "users",
-            "user.updated",
-            {"user_id": user_id, "changes": sorted(changes), "updated_at": user["updated_at"]},
-            user_id=user_id,
-            role="admin",
-        )
-        return json({"user": user})
+        return json({"user": await update_profile(user_id, request, own=False)})
 
     @bp.patch("/users/<user_id:int>/role")
     async def change_role(request: Request, user_id: int) -> HTTPResponse:

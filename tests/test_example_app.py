@@ -222,6 +222,15 @@ async def test_user_events_reach_exactly_their_audience(demo: LiveServer) -> Non
             changed = await recv_json(sockets[name])
             assert changed["type"] == "user.role.changed"
             assert (changed["data"]["old_role"], changed["data"]["new_role"]) == ("user", "admin")
+        # An admin's edit: user.updated to the user and admins, no profile.updated.
+        response = await http.patch(
+            f"/api/users/{alice_id}", json={"email": "a@example.com"}, headers=bearer(admin)
+        )
+        assert response.status_code == 200 and response.json()["user"]["email"] == "a@example.com"
+        for name in ("alice", "admin"):
+            edited = await recv_json(sockets[name])
+            assert (edited["type"], edited["data"]["changes"]) == ("user.updated", ["email"])
+        await no_message(sockets["alice"], 0.2)
         # Bob saw none of it.
         await no_message(sockets["bob"], 0.3)
         # Deleting a user: admins are told; the user's connections are closed (1008).
