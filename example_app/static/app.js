@@ -38,6 +38,8 @@ const demo = (window.demo = {
   seq: {},
   /** channel -> {filter, seq}: the filter in force for events with seq >= this seq. */
   marks: {},
+  /** Ids of the tasks started with the button. */
+  startedTasks: [],
   /** Outcomes of "Drop connection". */
   drops: [],
   errors: [],
@@ -166,7 +168,10 @@ function startClient() {
   ];
   resetPanels();
   showStatus(client.getConnectionStatus());
-  return client.connect().catch((e) => {
+  return client.connect().then((status) => {
+    if (client === demo.client && state.user?.role === "admin") refreshAdminStats();
+    return status;
+  }, (e) => {
     if (client === demo.client && e.code !== "disconnected") showError("connect", e);
     throw e;
   });
@@ -356,6 +361,8 @@ const panels = {
     if (message.type === "initial_state") {
       if (d.system_status) showSystem(d.system_status);
       if (d.metrics_summary) showSystem(d.metrics_summary);
+      const firing = d.alert_stats?.firing;
+      setText("sys-firing", Array.isArray(firing) ? (firing.length ? firing.join(", ") : "none") : firing);
       for (const task of d.active_tasks ?? []) upsertTask(task);
     } else if (message.type === "system_status" || message.type === "metrics_update") {
       showSystem(d);
@@ -434,10 +441,11 @@ function showSystem(d) {
     setText(`sys-${key}`, text);
     $(`sys-${key}-bar`).style.width = `${Math.min(100, Math.max(0, value))}%`;
   };
-  meter("cpu", d.cpu_usage, fmt.pct(d.cpu_usage > 1 ? d.cpu_usage : d.cpu_usage * 100));
-  const memMb = d.memory_usage_mb ?? d.memory_usage;
-  meter("mem", d.memory_percent, `${fmt.num(d.memory_percent)} %${typeof memMb === "number" ? ` · ${fmt.int(memMb)} MB` : ""}`);
-  meter("disk", d.disk_usage, `${fmt.num(d.disk_usage)} %`);
+  meter("cpu", d.cpu_usage, fmt.percent(d.cpu_usage));
+  // memory_usage is bytes (system_status), memory_usage_mb megabytes (metrics_update).
+  const memory = typeof d.memory_usage_mb === "number" ? d.memory_usage_mb * 2 ** 20 : d.memory_usage;
+  meter("mem", d.memory_percent, `${fmt.percent(d.memory_percent)}${typeof memory === "number" ? ` · ${fmt.bytes(memory)}` : ""}`);
+  meter("disk", d.disk_usage, fmt.percent(d.disk_usage));
   if (d.net_in_per_s !== undefined) {
     setText("sys-net", `↓ ${fmt.bytes(d.net_in_per_s)}/s  ↑ ${fmt.bytes(d.net_out_per_s)}/s`);
   } else if (d.network_io) {
@@ -512,13 +520,16 @@ function setupControls(config) {
 
   const severities = config.severities ?? ["low", "medium", "high", "critical"];
   $("bc-severity").replaceChildren(...severities.map((s) => el("option", { value: s, selected: s === "high" }, s)));
-  $("bc-channel").replaceChildren(...["announcements", "alerts", "logs"].map((c) => el("option", { value: c }, c)));
+  // Every channel may be broadcast to; announcements first (the default).
+  const channels = ["announcements", ...(config.channels ?? ["alerts", "logs"]).filter((c) => c !== "announcements")];
+  $("bc-channel").replaceChildren(...channels.map((c) => el("option", { value: c }, c)));
 
   $("start-task").addEventListener(
     "click",
     guarded("start task", async () => {
       const reply = await api("POST", "/api/tasks", { name: `bulk import ${new Date().toLocaleTimeString("en-GB")}` });
       upsertTask(reply?.task);
+      if (reply?.task) demo.startedTasks.push(reply.task.id);
     }),
   );
   $("drop").addEventListener("click", dropConnection);
@@ -542,7 +553,7 @@ async function dropConnection() {
   dropping = true;
   const outcome = $("drop-outcome");
   outcome.className = "drop-outcome";
-  const record = { startedAt: Date.now(), recovered: null, replayed: null, error: null };
+  const record = { startedAt: Date.now(), reconnectAt: null, recovered: null, replayed: null, error: null };
   try {
     client.disconnect();
     for (let s = 2; s > 0; s -= 1) {
@@ -551,7 +562,7 @@ async function dropConnection() {
     }
     if (client !== demo.client) return;
     outcome.textContent = "reconnecting…";
-    const reconnectAt = Date.now();
+    const reconnectAt = (record.reconnectAt = Date.now());
     const seqBefore = { ...demo.seq };
     const status = await client.connect();
     record.recovered = status.recovered;
@@ -603,7 +614,6 @@ function showIdentity() {
   state.adminTimer = null;
   if (admin) {
     refreshUsers();
-    refreshAdminStats();
     state.adminTimer = setInterval(refreshAdminStats, 5000);
   }
 }

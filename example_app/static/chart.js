@@ -26,8 +26,14 @@ export class ThroughputChart {
         legend: { live: false },
         cursor: { drag: { x: false, y: false } },
         scales: {
-          // Always the last SPAN_S seconds, sliding.
-          x: { time: true, range: () => [Date.now() / 1000 - SPAN_S, Date.now() / 1000] },
+          // Up to the last SPAN_S seconds, sliding (at least 10 s).
+          x: {
+            time: true,
+            range: (u, min) => {
+              const now = Date.now() / 1000;
+              return [Math.min(Math.max(min ?? now, now - SPAN_S), now - 10), now];
+            },
+          },
           y: { range: (u, min, max) => [0, Math.max(1, (max ?? 1) * 1.15)] },
         },
         axes: [

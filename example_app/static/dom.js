@@ -44,11 +44,10 @@ const isNum = (v) => typeof v === "number" && Number.isFinite(v);
 export const fmt = {
   int: (v) => (isNum(v) ? Math.round(v).toLocaleString("en-US") : "–"),
   num: (v, digits = 1) => (isNum(v) ? v.toFixed(digits) : "–"),
-  /** A ratio 0..1 or a percentage 0..100 (the gateway sends either) as "97.5 %". */
-  pct(v, digits = 1) {
-    if (!isNum(v)) return "–";
-    return `${(v <= 1 ? v * 100 : v).toFixed(digits)} %`;
-  },
+  /** A ratio 0..1 as "97.5 %". */
+  pct: (v, digits = 1) => (isNum(v) ? `${(v * 100).toFixed(digits)} %` : "–"),
+  /** A percentage 0..100 as "42.0 %". */
+  percent: (v, digits = 1) => (isNum(v) ? `${v.toFixed(digits)} %` : "–"),
   ms: (v) => (isNum(v) ? `${v.toFixed(v < 10 ? 1 : 0)} ms` : "–"),
   bytes(v) {
     if (!isNum(v)) return "–";
@@ -75,19 +74,39 @@ export const fmt = {
 // ------------------------------------------------------------------ toasts
 
 const TOAST_MS = 6000;
+const TOASTS_SHOWN = 3;
+/** title + message -> the toast showing it: a repeat bumps its counter instead. */
+const showing = new Map();
 
 /** Pop a toast that fades after a few seconds; returns its element. */
 export function toast(title, message, level = "info") {
-  const node = el(
-    "div",
-    { class: `toast ${token(level)}`, "data-testid": "toast", role: "status" },
-    el("div", { class: "title" }, title),
-    el("div", { class: "message" }, message),
-  );
-  const box = $("toasts");
-  box.append(node);
-  while (box.children.length > 5) box.firstElementChild.remove();
-  setTimeout(() => {
+  const key = `${title}\n${message}`;
+  let entry = showing.get(key);
+  if (entry) {
+    entry.count += 1;
+    entry.counter.textContent = ` ×${entry.count}`;
+    clearTimeout(entry.timer);
+  } else {
+    const counter = el("span", { class: "repeat" });
+    const node = el(
+      "div",
+      { class: `toast ${token(level)}`, "data-testid": "toast", role: "status" },
+      el("div", { class: "title" }, title, counter),
+      el("div", { class: "message" }, message),
+    );
+    entry = { node, counter, count: 1, timer: null };
+    showing.set(key, entry);
+    const box = $("toasts");
+    box.append(node);
+    while (box.children.length > TOASTS_SHOWN) {
+      const oldest = box.firstElementChild;
+      for (const [k, e] of showing) if (e.node === oldest) (clearTimeout(e.timer), showing.delete(k));
+      oldest.remove();
+    }
+  }
+  const { node } = entry;
+  entry.timer = setTimeout(() => {
+    showing.delete(key);
     node.classList.add("fade");
     setTimeout(() => node.remove(), 700);
   }, TOAST_MS);
