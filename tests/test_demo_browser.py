@@ -1,0 +1,654 @@
+"""The demo's ops console (example_app/static) in a real Chromium, against the real demo app
+(``example_app.app.create_app``) served in-process with its simulations running faster
+(``speed``). Nothing is mocked: the page's one ``RealtimeClient`` talks to the app's
+``/ws``, and the tests read what it shows and what it recorded in ``window.demo``.
+
+``window.demo`` (example_app/static/app.js): ``received[channel]`` lists the event ids in
+the order they arrived, ``events[channel]`` the same events with their data and a ``seq``
+(1, 2, ... per channel), and ``marks[channel]`` the filter in force with the ``seq`` after
+which events were delivered under it (set when the re-subscription is confirmed).
+
+Chromium comes from tests/test_browser.py's ``chromium`` fixture (Debian's package). The
+screenshot test writes docs/demo-console.png.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import re
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from sanic import Sanic
+
+from example_app.app import create_app
+
+from .conftest import LiveServer
+from .test_browser import WAIT_MS, chromium, headless_page
+
+if TYPE_CHECKING:
+    from playwright.async_api import Page
+
+__all__ = ["chromium"]  # the fixture, imported so that pytest finds it here
+
+pytestmark = pytest.mark.timeout(120, func_only=True)
+
+#: Divides every publishing period of the demo: logs ~10/s, stats every 0.2 s.
+SPEED = 5.0
+#: Milliseconds for waits on events the simulation makes at random (e.g. failed requests).
+LONG_MS = 20000
+LEVELS = ["debug", "info", "warn", "error", "critical"]
+SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "demo-console.png"
+
+
+class Console:
+    """The dashboard in a Chromium page, and the server behind it."""
+
+    def __init__(self, page: Page, server: LiveServer) -> None:
+        self.page = page
+        self.server = server
+        #: Uncaught exceptions of the page's scripts: there must be none.
+        self.page_errors: list[str] = []
+        page.on("pageerror", lambda error: self.page_errors.append(str(error)))
+
+    @property
+    def http(self) -> Any:
+        assert self.server.http is not None
+        return self.server.http
+
+    async def open(self) -> None:
+        response = await self.page.goto(f"http://127.0.0.1:{self.server.port}/")
+        assert response is not None and response.ok
+        # demo.ready: the config is loaded and the first connect() resolved.
+        await self.page.wait_for_function("() => window.demo && window.demo.ready", timeout=WAIT_MS)
+        await self.page.evaluate("() => window.demo.ready.then(() => true)")
+        await self.wait_connected()
+
+    async def value(self, expression: str, arg: Any = None) -> Any:
+        """The value of a JS expression of ``arg`` in the page."""
+        return await self.page.evaluate(f"(arg) => {expression}", arg)
+
+    async def wait(self, predicate: str, arg: Any = None, timeout: float = WAIT_MS) -> None:
+        """Wait until the JS expression ``predicate`` (of ``arg``) is true in the page."""
+        await self.page.wait_for_function(f"(arg) => {predicate}", arg=arg, timeout=timeout)
+
+    async def text(self, testid: str) -> str:
+        return await self.page.locator(f"[data-testid={testid}]").first.inner_text()
+
+    async def wait_text(self, testid: str, pattern: str, timeout: float = WAIT_MS) -> str:
+        """Wait until the element's text matches the regular expression ``pattern``."""
+        await self.wait(
+            "new RegExp(arg[1]).test(document.querySelector(`[data-testid=${arg[0]}]`)"
+            "?.textContent ?? '')",
+            [testid, pattern],
+            timeout,
+        )
+        return await self.text(testid)
+
+    async def wait_connected(self, user: str | None = None) -> dict[str, Any]:
+        """Wait for the page's client to be connected (as ``user``'s page, if given)."""
+        await self.wait(
+            "window.demo.status()?.state === 'connected'"
+            " && (arg === null || window.demo.user?.username === arg)",
+            user,
+        )
+        status: dict[str, Any] = await self.value("window.demo.status()")
+        return status
+
+    async def events(self, channel: str) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = await self.value("window.demo.events[arg] ?? []", channel)
+        return events
+
+    async def received(self, channel: str) -> list[str]:
+        ids: list[str] = await self.value("window.demo.received[arg] ?? []", channel)
+        return ids
+
+    async def wait_events(
+        self, channel: str, count: int, *, after_mark: bool = False, timeout: float = WAIT_MS
+    ) -> list[dict[str, Any]]:
+        """The channel's events once there are ``count`` (after its filter's mark, if
+        ``after_mark``)."""
+        since = "(arg[2] ? window.demo.marks[arg[0]].seq : 0)"
+        await self.wait(
+            f"(window.demo.events[arg[0]] ?? []).filter((e) => e.seq > {since}).length >= arg[1]",
+            [channel, count, after_mark],
+            timeout,
+        )
+        events = await self.events(channel)
+        if after_mark:
+            mark = await self.value("window.demo.marks[arg].seq", channel)
+            events = [e for e in events if e["seq"] > mark]
+        return events
+
+    async def wait_mark(self, channel: str, expected: dict[str, Any]) -> None:
+        """Wait until the page's re-subscription of ``channel`` with ``expected`` (its filter)
+        is confirmed by the server."""
+        await self.wait(
+            "JSON.stringify(Object.entries(window.demo.marks[arg[0]]?.filter ?? {}).sort())"
+            " === JSON.stringify(Object.entries(arg[1]).sort())",
+            [channel, expected],
+        )
+
+    async def shown(self, testid: str, channel: str) -> tuple[list[str], list[str]]:
+        """The ids of the ``testid`` items shown (top first) and of the channel's events
+        received, read at the same moment."""
+        shown, ids = await self.value(
+            "[[...document.querySelectorAll(`[data-testid=${arg[0]}]`)].map((r) => r.dataset.id),"
+            " window.demo.received[arg[1]] ?? []]",
+            [testid, channel],
+        )
+        return shown, ids
+
+    async def wait_received(self, channel: str, event_id: str, timeout: float = WAIT_MS) -> None:
+        await self.wait(
+            "(window.demo.received[arg[0]] ?? []).includes(arg[1])", [channel, event_id], timeout
+        )
+
+    async def login(self, username: str, password: str) -> dict[str, Any]:
+        """Sign in with the header's form; returns the new client's status."""
+        await self.page.fill("[data-testid=login-username]", username)
+        await self.page.fill("[data-testid=login-password]", password)
+        await self.page.click("[data-testid=login-button]")
+        status = await self.wait_connected(username)
+        assert status["userId"] is not None, status
+        return status
+
+    async def toast(self, pattern: str, timeout: float = WAIT_MS) -> str:
+        """The text of the first toast matching ``pattern`` (waits for it)."""
+        toast = self.page.locator("[data-testid=toast]").filter(has_text=re.compile(pattern))
+        await toast.first.wait_for(timeout=timeout)
+        return await toast.first.inner_text()
+
+    async def errors(self) -> list[dict[str, Any]]:
+        errors: list[dict[str, Any]] = await self.value("window.demo.errors")
+        return errors
+
+
+@contextlib.asynccontextmanager
+async def ops_console(chromium: str, *, speed: float = SPEED) -> AsyncIterator[Console]:
+    """The demo app on a free port and the dashboard open in Chromium (1400x900)."""
+    app = create_app("demo_browser", speed=speed)
+    server = await LiveServer(app, app.ctx.realtime).start()
+    try:
+        async with headless_page(chromium) as page:
+            await page.set_viewport_size({"width": 1400, "height": 900})
+            console = Console(page, server)
+            await console.open()
+            yield console
+            assert not console.page_errors, console.page_errors
+    finally:
+        await server.stop()
+        Sanic._app_registry.clear()
+
+
+@pytest.fixture
+async def ops(chromium: str) -> AsyncIterator[Console]:
+    async with ops_console(chromium) as console:
+        yield console
+
+
+async def admin_token(console: Console) -> str:
+    response = await console.http.post(
+        "/api/login", json={"username": "admin", "password": "admin"}
+    )
+    assert response.status_code == 200, response.text
+    token: str = response.json()["token"]
+    return token
+
+
+async def register(console: Console, prefix: str) -> dict[str, Any]:
+    """Register a new user over HTTP; returns its ``{"token", "user"}``."""
+    username = f"{prefix}_{uuid.uuid4().hex[:6]}"
+    response = await console.http.post(
+        "/api/register", json={"username": username, "password": "secret"}
+    )
+    assert response.status_code == 201, response.text
+    session: dict[str, Any] = response.json()
+    return session
+
+
+async def post_log(console: Console, level: str, component: str) -> str:
+    """Publish a log through the app's ingest route; returns its event id."""
+    response = await console.http.post(
+        "/logs",
+        json={
+            "level": level,
+            "component": component,
+            "source": f"{component}-service",
+            "message": f"{component}: test {level} {uuid.uuid4().hex[:6]}",
+        },
+    )
+    assert response.status_code == 200, response.text
+    event_id: str = response.json()["id"]
+    return event_id
+
+
+# ---------------------------------------------------------------------- panels update live
+
+
+async def test_log_panels_update_live(ops: Console) -> None:
+    """Log rows, stats counters that grow, chart points, and an anomaly card (made by the
+    app's detector from error logs posted to /logs) with its toast."""
+    await ops.wait("document.querySelectorAll('[data-testid=log-row]').length >= 5")
+    rows = ops.page.locator("[data-testid=log-row]")
+    # Newest on top: the first row is the last event received.
+    shown, ids = await ops.shown("log-row", "logs")
+    assert shown[0] == ids[-1] and shown[1] == ids[-2], (shown, ids)
+    assert (await rows.first.locator(".level").inner_text()).lower() in LEVELS
+
+    total = int((await ops.wait_text("stat-total", r"^[\d,]+$")).replace(",", ""))
+    await ops.wait(
+        "Number(document.querySelector('[data-testid=stat-total]').textContent"
+        ".replaceAll(',', '')) > arg",
+        total,
+    )
+    assert re.fullmatch(r"\d+\.\d\d %", await ops.text("stat-rate"))
+    assert re.fullmatch(r"\d+", await ops.text("stat-services"))
+
+    await ops.wait("window.demo.chart.points >= 5")
+    assert await ops.page.locator("[data-testid=chart] canvas").count() == 1
+    chart = await ops.value("window.demo.chart.data")
+    assert all(isinstance(v, (int, float)) for v in chart[1]), chart  # logs/s
+
+    # Six error logs of one component: the detector reports an anomaly (score 1.0).
+    for _ in range(6):
+        await post_log(ops, "error", "billing")
+    card = ops.page.locator("[data-testid=anomaly-card]").filter(has_text="billing")
+    await card.first.wait_for(timeout=WAIT_MS)
+    text = await card.first.inner_text()
+    assert "critical" in text and "6 of the last 6 billing logs are errors" in text, text
+    assert "score 1.00" in text and "root causes" in text and "recommendations" in text
+    width = await card.first.locator(".score > span").evaluate("(e) => e.style.width")
+    assert width == "100%"
+    # Its system_alert is critical: a toast.
+    assert "billing: anomaly score 1.0" in await ops.toast("billing: anomaly score")
+    assert not await ops.errors()
+
+
+async def test_gateway_panels_update_live(ops: Console) -> None:
+    """The provider table fills from initial_state and updates, requests stream in, and
+    the gateway stats of the 1m window refresh."""
+    config = (await ops.http.get("/api/config")).json()
+    providers = len(config["providers"])
+    await ops.wait(
+        "document.querySelectorAll('[data-testid=provider-row]').length === arg", providers
+    )
+    statuses = await ops.page.locator("[data-testid=provider-status]").all_inner_texts()
+    assert len(statuses) == providers and set(statuses) <= {"healthy", "degraded", "down"}
+    updates = len(await ops.received("providers"))
+    await ops.wait_events("providers", updates + providers)  # provider_status every 0.4 s
+
+    await ops.wait("document.querySelectorAll('[data-testid=request-item]').length >= 5")
+    shown, ids = await ops.shown("request-item", "requests")
+    assert shown[:5] == ids[::-1][:5], (shown, ids)
+    item = await ops.page.locator("[data-testid=request-item]").first.inner_text()
+    assert re.search(r"\d{3} [✓✗]", item) and " ms" in item, item
+
+    assert await ops.wait_text("gw-shown-window", "^1m$") == "1m"
+    assert re.fullmatch(r"[\d,]+", await ops.wait_text("gw-total", r"^[\d,]+$"))
+    assert re.fullmatch(r"\d+\.\d %", await ops.wait_text("gw-success", r"%$"))
+    assert re.fullmatch(r"\d+\.\d", await ops.text("gw-rpm"))
+    updated = await ops.wait_text("gw-updated", r"calculated")
+    await ops.wait(
+        "document.querySelector('[data-testid=gw-updated]').textContent !== arg", updated
+    )
+    events = await ops.events("stats")
+    assert events and {e["data"]["window"] for e in events} == {"1m"}
+
+
+async def test_monitoring_panels_update_live(ops: Console) -> None:
+    """System figures (psutil, real numbers), a started task advancing to completion, and
+    alerts: a critical one pops a toast, a low one only joins the list."""
+    cpu = await ops.wait_text("sys-cpu", r"^\d+(\.\d)? %$")
+    assert 0 <= float(cpu.split()[0]) <= 100
+    assert await ops.text("sys-host") == socket.gethostname()
+    assert re.match(r"\d+\.\d %", await ops.wait_text("sys-mem", "%"))
+    assert re.fullmatch(r"\d+\.\d %", await ops.wait_text("sys-disk", "%"))
+    assert await ops.wait_text("sys-status", "^(healthy|degraded|critical)$")
+    await ops.wait_events("system", 2)  # system_status and metrics_update every second
+
+    # A task may fail on purpose (the simulation dooms about 15 % of them): start another.
+    for attempt in range(4):
+        await ops.page.click("[data-testid=start-task]")
+        await ops.wait("window.demo.startedTasks.length === arg", attempt + 1)
+        task_id = await ops.value("window.demo.startedTasks[arg]", attempt)
+        task = ops.page.locator(f"[data-testid=task][data-id='{task_id}']")
+        await ops.wait(
+            "['completed', 'failed'].includes(document.querySelector("
+            "`[data-testid=task][data-id='${arg}']`)?.dataset.status)",
+            task_id,
+            LONG_MS,
+        )
+        progress = [
+            e["data"]["progress"] for e in await ops.events("tasks") if e["data"]["id"] == task_id
+        ]
+        assert progress == sorted(progress) and len(set(progress)) >= 3, progress
+        if await task.get_attribute("data-status") == "completed":
+            break
+    else:
+        raise AssertionError("four bulk tasks failed in a row")
+    assert progress[-1] == 100
+    assert await task.locator("[data-testid=task-progress]").inner_text() == "100 %"
+    width = await task.locator(".progress > span").evaluate("(e) => e.style.width")
+    assert width == "100%"
+
+    realtime = ops.server.realtime
+    low = f"low alert {uuid.uuid4().hex[:6]}"
+    critical = f"critical alert {uuid.uuid4().hex[:6]}"
+    for severity, message in (("low", low), ("critical", critical)):
+        await realtime.publish(
+            "alerts",
+            "alert",
+            {
+                "id": f"alert-test-{severity}",
+                "rule": "test",
+                "rule_name": "Test rule",
+                "status": "firing",
+                "severity": severity,
+                "value": 99,
+                "threshold": 90,
+                "message": message,
+            },
+        )
+    assert critical in await ops.toast(critical)
+    alerts = await ops.page.locator("[data-testid=alert-item]").all_inner_texts()
+    assert any(low in a for a in alerts) and any(critical in a for a in alerts), alerts
+    toasts = await ops.page.locator("[data-testid=toast]").all_inner_texts()
+    assert not any(low in t for t in toasts), toasts
+
+
+# ---------------------------------------------------------------------- filters
+
+
+async def test_log_filters_change_what_arrives(ops: Console) -> None:
+    """level=error, then also component=db: the page re-subscribes, and from then on only
+    matching logs arrive (a non-matching log published just before a matching one is never
+    delivered)."""
+    before = await ops.wait_events("logs", 5)
+    assert {e["data"]["level"] for e in before} - {"error", "critical"}, "all logs were errors"
+
+    await ops.page.select_option("[data-testid=log-level]", "error")
+    await ops.wait_mark("logs", {"level": "error"})
+    info = await post_log(ops, "info", "billing")
+    error = await post_log(ops, "error", "billing")
+    await ops.wait_received("logs", error)
+    assert info not in await ops.received("logs")
+    after = await ops.wait_events("logs", 1, after_mark=True)
+    assert {e["data"]["level"] for e in after} <= {"error", "critical"}, after
+    assert await ops.page.locator(f"[data-testid=log-row][data-id='{error}']").count() == 1
+
+    await ops.page.check("[data-testid=log-component-db]")
+    await ops.wait_mark("logs", {"level": "error", "component": "db"})
+    cache = await post_log(ops, "critical", "cache")
+    db_info = await post_log(ops, "info", "db")
+    db = await post_log(ops, "critical", "db")
+    await ops.wait_received("logs", db)
+    received = await ops.received("logs")
+    assert cache not in received and db_info not in received
+    after = await ops.wait_events("logs", 1, after_mark=True)
+    assert {
+        (e["data"]["component"], e["data"]["level"] in ("error", "critical")) for e in after
+    } == {("db", True)}, after
+    # The table shows what arrived, newest first, the filtered logs above the filter's line.
+    shown, ids = await ops.shown("log-row", "logs")
+    assert shown == ids[::-1][: len(shown)]
+    assert db in shown and cache not in shown and info not in shown
+
+
+async def test_request_filters_change_what_arrives(ops: Console) -> None:
+    """only_errors, then a provider and a model: each re-subscription narrows the feed."""
+    config = (await ops.http.get("/api/config")).json()
+    await ops.wait_events("requests", 5)
+
+    await ops.page.check("[data-testid=req-only-errors]")
+    await ops.wait_mark("requests", {"only_errors": True})
+    errors = await ops.wait_events("requests", 3, after_mark=True, timeout=LONG_MS)
+    assert all(e["data"]["success"] is False for e in errors), errors
+
+    provider = config["providers"][0]["id"]
+    model = config["models"][provider][0]
+    await ops.page.uncheck("[data-testid=req-only-errors]")
+    await ops.page.select_option("[data-testid=req-provider]", provider)
+    await ops.wait_mark("requests", {"provider_id": provider})
+    mine = await ops.wait_events("requests", 3, after_mark=True, timeout=LONG_MS)
+    assert {e["data"]["provider_id"] for e in mine} == {provider}, mine
+
+    await ops.page.select_option("[data-testid=req-model]", model)
+    await ops.wait_mark("requests", {"provider_id": provider, "model_id": model})
+    mine = await ops.wait_events("requests", 2, after_mark=True, timeout=LONG_MS)
+    assert {(e["data"]["provider_id"], e["data"]["model_id"]) for e in mine} == {(provider, model)}
+
+
+async def test_stats_window_and_interval(ops: Console) -> None:
+    """window=5m: only 5m statistics arrive; interval=5s: at most one every 5 s (instead of
+    one a second)."""
+    await ops.page.select_option("[data-testid=gw-window]", "5m")
+    await ops.wait_mark("stats", {"window": "5m", "interval": "1s"})
+    fast = await ops.wait_events("stats", 3, after_mark=True)
+    assert {e["data"]["window"] for e in fast} == {"5m"}, fast
+    assert fast[2]["at"] - fast[0]["at"] < 4500, fast  # about one a second before
+    assert await ops.wait_text("gw-shown-window", "^5m$") == "5m"
+
+    await ops.page.select_option("[data-testid=gw-interval]", "5s")
+    await ops.wait_mark("stats", {"window": "5m", "interval": "5s"})
+    slow = await ops.wait_events("stats", 3, after_mark=True, timeout=LONG_MS)
+    assert {e["data"]["window"] for e in slow} == {"5m"}, slow
+    gaps = [b["at"] - a["at"] for a, b in itertools.pairwise(slow)]
+    assert all(gap >= 4500 for gap in gaps), gaps
+
+
+# ---------------------------------------------------------------------- identity
+
+
+async def test_login_changes_what_a_user_sees(ops: Console) -> None:
+    """Anonymous: no users panel, and subscribing to users is refused. Alice signed in:
+    the panel, her targeted events (her profile change, her new role), and not the events
+    of other users nor the admins' ones. Logging out makes the page anonymous again."""
+    assert await ops.page.locator("[data-testid=panel-users]").is_hidden()
+    refused = await ops.value(
+        """(async () => {
+            try { await window.demo.client.subscribe("users"); return null; }
+            catch (e) { return { code: e.code, message: e.message }; }
+        })()"""
+    )
+    assert refused is not None and refused["code"] == "forbidden", refused
+    assert (await ops.wait_connected())["userId"] is None
+
+    status = await ops.login("alice", "alice")
+    assert await ops.page.locator("[data-testid=panel-users]").is_visible()
+    assert await ops.page.locator("[data-testid=admin-tools]").is_hidden()
+    assert await ops.text("whoami-name") == "alice"
+    assert await ops.text("whoami-role") == "user"
+    me = await ops.value("window.demo.user")
+    assert str(status["userId"]) == str(me["id"])
+
+    # Her own profile form: PATCH /api/me publishes profile.updated and user.updated to her.
+    await ops.page.fill("[data-testid=profile-name]", "Alice Liddell")
+    await ops.page.click("[data-testid=profile-save]")
+    await ops.wait(
+        "(window.demo.events.users ?? []).filter((e) => e.type.endsWith('updated')).length >= 2"
+    )
+
+    # Other users' events: a registration (for admins) and another user's profile change.
+    admin = {"Authorization": f"Bearer {await admin_token(ops)}"}
+    other = await register(ops, "bob")
+    response = await ops.http.patch(
+        "/api/me", json={"name": "Bob"}, headers={"Authorization": f"Bearer {other['token']}"}
+    )
+    assert response.status_code == 200, response.text
+    # Then an admin action on Alice: it is delivered to her page.
+    response = await ops.http.patch(
+        f"/api/users/{me['id']}/role", json={"role": "admin"}, headers=admin
+    )
+    assert response.status_code == 200, response.text
+    await ops.wait("(window.demo.events.users ?? []).some((e) => e.type === 'user.role.changed')")
+    events = await ops.events("users")
+    assert [e["type"] for e in events] == ["profile.updated", "user.updated", "user.role.changed"]
+    assert {e["data"]["user_id"] for e in events} == {me["id"]}
+    assert events[2]["data"]["new_role"] == "admin"
+    shown = await ops.page.locator("[data-testid=user-event]").all_inner_texts()
+    assert len(shown) == 3 and "user.role.changed" in shown[0], shown
+    assert "your role changed" in await ops.toast("your role changed")
+
+    await ops.page.click("[data-testid=logout-button]")
+    status = await ops.wait_connected()
+    await ops.wait("window.demo.user === null && window.demo.status().userId === null")
+    assert await ops.page.locator("[data-testid=panel-users]").is_hidden()
+    assert await ops.page.locator("[data-testid=login-form]").is_visible()
+    assert not await ops.errors()
+
+
+async def test_admin_sees_registrations_and_broadcasts(ops: Console) -> None:
+    """Signed in as admin: the user list, user.created when someone registers, the admin
+    stats, and the broadcast form, whose announcement pops as a toast."""
+    await ops.login("admin", "admin")
+    assert await ops.page.locator("[data-testid=admin-tools]").is_visible()
+    await ops.wait("document.querySelectorAll('[data-testid=user-row]').length >= 2")
+    usernames = await ops.page.locator("[data-testid=user-row]").evaluate_all(
+        "(rows) => rows.map((r) => r.dataset.username)"
+    )
+    assert {"admin", "alice"} <= set(usernames)
+
+    carol = (await register(ops, "carol"))["user"]
+    await ops.wait("(window.demo.events.users ?? []).some((e) => e.type === 'user.created')", None)
+    created = [e for e in await ops.events("users") if e["type"] == "user.created"]
+    assert [e["data"]["username"] for e in created] == [carol["username"]]
+    # The list is reloaded on user.* events.
+    await ops.wait(
+        "[...document.querySelectorAll('[data-testid=user-row]')]"
+        ".some((r) => r.dataset.username === arg)",
+        carol["username"],
+    )
+
+    # GET /admin/ws/stats every 5 s: at least this page's connection.
+    assert int(await ops.wait_text("as-clients", r"^[1-9]\d*$", LONG_MS)) >= 1
+    assert "logs" in await ops.text("as-channels")
+
+    message = f"deploy at 5pm {uuid.uuid4().hex[:6]}"
+    await ops.page.fill("[data-testid=bc-message]", message)
+    await ops.page.select_option("[data-testid=bc-severity]", "critical")
+    await ops.page.click("[data-testid=bc-send]")
+    result = await ops.wait_text("bc-result", "^sent ")
+    assert re.fullmatch(r"sent \S+ to [1-9]\d* connection\(s\)", result), result
+    toast = await ops.toast(message)
+    assert "announcement" in toast and "critical" in toast, toast
+    event = [e for e in await ops.events("announcements") if e["data"]["message"] == message]
+    assert event and result.split()[1] == event[0]["id"]
+
+    # A broadcast the server refuses shows its error instead.
+    await ops.page.evaluate(
+        "() => { const s = document.querySelector('[data-testid=bc-channel]');"
+        " s.append(new Option('nope', 'nope')); s.value = 'nope'; }"
+    )
+    await ops.page.click("[data-testid=bc-send]")
+    error = await ops.wait_text("error-text", "nope")
+    assert error.startswith("broadcast: unknown_channel:"), error
+
+
+# ---------------------------------------------------------------------- outage
+
+
+async def test_drop_connection_loses_nothing(ops: Console) -> None:
+    """The "Drop connection" button (disconnect, 2 s, connect): the client resumes with
+    since, and the page's logs are exactly those published (recorded by a websockets client
+    connected all along), including the ones published during the outage: no gap, no
+    duplicate."""
+    published: list[tuple[str, str]] = []  # (id, timestamp) of every log, in order
+    recording = asyncio.Event()
+
+    async with ops.server.connect("/ws/logs") as ws:
+
+        async def record() -> None:
+            async for raw in ws:
+                message = json.loads(raw)
+                if message["type"] == "log_update":
+                    published.append((message["id"], message["timestamp"]))
+                    recording.set()
+
+        recorder = asyncio.create_task(record())
+        try:
+            await ops.wait_events("logs", 3)
+            await asyncio.wait_for(recording.wait(), WAIT_MS / 1000)
+            first = published[0][0]
+            await ops.wait_received("logs", first)
+
+            await ops.page.click("[data-testid=drop-connection]")
+            await ops.wait("window.demo.status().state === 'disconnected'")
+            outcome = await ops.wait_text("drop-outcome", "replayed", timeout=LONG_MS)
+            status = await ops.wait_connected()
+            assert status["recovered"].get("logs") is True, status
+            assert all(status["recovered"].values()), status["recovered"]
+            assert "resumed: " in outcome and "logs ✓" in outcome and "✗" not in outcome
+            drop = (await ops.value("window.demo.drops"))[0]
+            assert drop["error"] is None and drop["replayed"] > 0, drop
+
+            # Everything published up to now reaches the page.
+            await asyncio.sleep(0.3)
+            last = published[-1][0]
+            await ops.wait_received("logs", last)
+        finally:
+            recorder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await recorder
+
+    page_ids = await ops.received("logs")
+    assert len(page_ids) == len(set(page_ids)), "duplicates"
+    ids = [i for i, _ in published]
+    start, end = page_ids.index(ids[0]), page_ids.index(last)
+    assert page_ids[start : end + 1] == ids[: ids.index(last) + 1]
+
+    # Logs were published while the page was away (~10/s for 2 s), and it got them all.
+    def ms(timestamp: str) -> float:
+        return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp() * 1000
+
+    during = [i for i, t in published if drop["startedAt"] <= ms(t) < drop["reconnectAt"]]
+    assert len(during) >= 5, during
+    assert set(during) <= set(page_ids)
+
+
+# ---------------------------------------------------------------------- screenshot
+
+
+async def test_screenshot_of_a_full_console(ops: Console) -> None:
+    """Signed in as admin with every panel filled: docs/demo-console.png."""
+    await ops.login("admin", "admin")
+    await register(ops, "dave")  # a user event
+    for _ in range(6):  # an anomaly, at once
+        await post_log(ops, "error", "billing")
+    await ops.page.click("[data-testid=start-task]")
+    waits = [
+        "document.querySelectorAll('[data-testid=log-row]').length >= 14",
+        "document.querySelectorAll('[data-testid=anomaly-card]').length >= 1",
+        "document.querySelectorAll('[data-testid=request-item]').length >= 12",
+        "document.querySelectorAll('[data-testid=provider-row]').length >= 4",
+        "document.querySelectorAll('[data-testid=task]').length >= 2",
+        "document.querySelectorAll('[data-testid=alert-item]').length >= 1",
+        "document.querySelectorAll('[data-testid=user-event]').length >= 1",
+        "document.querySelectorAll('[data-testid=user-row]').length >= 3",
+        # 15 s of throughput (the app's logs/s is a 10 s average: past its ramp).
+        "window.demo.chart.data[0].at(-1) - window.demo.chart.data[0][0] >= 15",
+        "/\\d/.test(document.querySelector('[data-testid=sys-cpu]').textContent)",
+        "/\\d/.test(document.querySelector('[data-testid=as-clients]').textContent)",
+        "/\\d/.test(document.querySelector('[data-testid=gw-total]').textContent)",
+    ]
+    for predicate in waits:
+        await ops.wait(predicate, timeout=LONG_MS)
+    assert not await ops.errors()
+    await ops.page.fill("[data-testid=bc-message]", "Maintenance window tonight at 22:00 UTC")
+    await ops.page.click("[data-testid=bc-send]")
+    await ops.wait_text("bc-result", "^sent ")
+    await ops.toast("Maintenance window")
+    await ops.page.evaluate("() => window.scrollTo(0, 0)")
+    await ops.page.screenshot(path=str(SCREENSHOT), full_page=True)
+    png = SCREENSHOT.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width = int.from_bytes(png[16:20], "big")
+    assert width == 1400
