@@ -461,6 +461,14 @@ async def test_login_changes_what_a_user_sees(ops: Console) -> None:
     )
     assert refused is not None and refused["code"] == "forbidden", refused
     assert (await ops.wait_connected())["userId"] is None
+    # A wrong password: the server's error shows, and the page stays anonymous.
+    await ops.page.fill("[data-testid=login-username]", "alice")
+    await ops.page.fill("[data-testid=login-password]", "wrong")
+    await ops.page.click("[data-testid=login-button]")
+    error = await ops.wait_text("error-text", "bad_credentials")
+    assert error.startswith("login: bad_credentials: POST /api/login → 401"), error
+    assert await ops.page.locator("[data-testid=error-line]").is_visible()
+    assert await ops.value("window.demo.user") is None
 
     status = await ops.login("alice", "alice")
     assert await ops.page.locator("[data-testid=panel-users]").is_visible()
@@ -503,7 +511,20 @@ async def test_login_changes_what_a_user_sees(ops: Console) -> None:
     await ops.wait("window.demo.user === null && window.demo.status().userId === null")
     assert await ops.page.locator("[data-testid=panel-users]").is_hidden()
     assert await ops.page.locator("[data-testid=login-form]").is_visible()
-    assert not await ops.errors()
+    assert [e["code"] for e in await ops.errors()] == ["bad_credentials"]
+
+    # A deleted account: the server closes its connections (1008); the page says so and
+    # carries on anonymously.
+    erin = await register(ops, "erin")
+    await ops.login(erin["user"]["username"], "secret")
+    response = await ops.http.delete(f"/api/users/{erin['user']['id']}", headers=admin)
+    assert response.status_code == 204, response.text
+    await ops.wait("window.demo.user === null", timeout=LONG_MS)
+    status = await ops.wait_connected()
+    assert status["userId"] is None
+    codes = [e["code"] for e in await ops.errors()]
+    assert codes == ["bad_credentials", "closed_1008", "signed_out"], codes
+    assert "signed out" in await ops.text("error-text")
 
 
 async def test_admin_sees_registrations_and_broadcasts(ops: Console) -> None:

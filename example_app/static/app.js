@@ -164,17 +164,18 @@ function startClient() {
   demo.marks = Object.fromEntries(Object.entries(filters).map(([c, f]) => [c, { filter: f, seq: 0 }]));
   demo.offs = [
     client.on("*", onMessage),
-    client.onConnectionChange((status) => client === demo.client && showStatus(status)),
+    client.onConnectionChange((status) => {
+      if (client !== demo.client) return;
+      showStatus(status);
+      if (status.state === "failed") onFailed(status);
+    }),
   ];
   resetPanels();
   showStatus(client.getConnectionStatus());
   return client.connect().then((status) => {
     if (client === demo.client && state.user?.role === "admin") refreshAdminStats();
     return status;
-  }, (e) => {
-    if (client === demo.client && e.code !== "disconnected") showError("connect", e);
-    throw e;
-  });
+  }); // a failure is shown by onFailed (state "failed")
 }
 
 /** Subscribe `channel` again with a new filter (it replaces the old one). */
@@ -202,6 +203,16 @@ function showStatus(status) {
   }
   $("conn-detail").textContent = detail;
   $("drop").disabled = status.state !== "connected" || dropping;
+}
+
+/** The client gave up (a refused subscription, a 1008 close, ...): say why. */
+function onFailed(status) {
+  showError("connection", status.lastError ?? { code: "failed", message: "the client stopped" });
+  if (status.lastError?.code === "closed_1008" && state.user) {
+    // The server revoked this session (account deleted, token expired): carry on anonymously.
+    showError("connection", { code: "signed_out", message: `${status.lastError.message}; signed out` });
+    setIdentity(null, null);
+  }
 }
 
 /** Every message of the client: record events, then hand them to their panel. */
@@ -553,6 +564,7 @@ async function dropConnection() {
   dropping = true;
   const outcome = $("drop-outcome");
   outcome.className = "drop-outcome";
+  outcome.hidden = false;
   const record = { startedAt: Date.now(), reconnectAt: null, recovered: null, replayed: null, error: null };
   try {
     client.disconnect();
@@ -772,7 +784,7 @@ async function main() {
 }
 
 demo.ready = main().catch((e) => {
-  showError("start", e);
+  if (e?.name !== "RealtimeError") showError("start", e); // a client's failure: onFailed
   throw e;
 });
 demo.ready.catch(() => undefined); // shown in the error line already
