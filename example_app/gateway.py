@@ -67,6 +67,8 @@ class Gateway:
         self.total_requests = 0
         self.total_errors = 0
         self.next_incident = time.monotonic() + pace(15)
+        #: When the gateway began (rates over a window count only the time since).
+        self.started = time.monotonic()
 
     # ------------------------------------------------------------------ requests
 
@@ -209,8 +211,6 @@ class Gateway:
         return sum(recent) / len(recent) if recent else 0.0
 
     # ------------------------------------------------------------------ loop
-
-    started: float = 0.0
 
     async def run(self) -> None:
         """About three requests a second, provider status every 2 s (and at once on a
