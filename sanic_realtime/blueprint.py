@@ -8,7 +8,7 @@ handshake, which is too late to answer with a status.
 from __future__ import annotations
 
 import asyncio
-import logging
+import hmac
 import math
 from collections.abc import Iterator, Mapping
 from functools import partial
@@ -38,6 +38,7 @@ from .exceptions import (
 )
 from .filters import FilterParam
 from .hub import CLOSE_SERVER_ERROR, Connection
+from .log import connection_logger, logger
 from .session import Session
 from .subscriptions import (
     SubRequest,
@@ -52,7 +53,6 @@ if TYPE_CHECKING:
 
 __all__ = ["build_blueprint"]
 
-logger = logging.getLogger("sanic_realtime")
 _encoder = msgspec.json.Encoder()
 
 #: Query parameters read by authentication, never filters.
@@ -251,16 +251,57 @@ def build_blueprint(realtime: Realtime) -> Blueprint:
                 )
             reservation = hub.reserve(identity.user_id if identity is not None else None)
         except ClientError as e:
+            refused(request, e)
             return error_response(e)
         request.ctx.realtime_plan = plan
         request.ctx.realtime_reservation = reservation
         request.ctx.realtime_identity = identity
         return None
 
+    def refused(request: Request, error: ClientError) -> None:
+        if realtime.metrics is not None:
+            realtime.metrics.refused(error.status, error.code)
+        # The path only: the query string may hold a token or a ticket.
+        connection_logger.info(
+            "realtime refused %s %s: %d %s: %s",
+            client_ip(request),
+            request.path,
+            error.status,
+            error.code,
+            error.message,
+            extra={
+                "realtime_event": "refused",
+                "remote_addr": client_ip(request),
+                "path": request.path,
+                "status": error.status,
+                "code": error.code,
+                "reason": error.message,
+            },
+        )
+
     async def serve(request: Request, ws: WebsocketImplProtocol) -> None:
         socket = SanicSocket(ws, config.max_message_size)
         identity = request.ctx.realtime_identity
         conn = hub.register(socket, request.ctx.realtime_reservation, identity)
+        channels = [sub.channel for sub in request.ctx.realtime_plan]
+        connection_logger.info(
+            "realtime connect %s %s %s user=%s roles=%s channels=%s",
+            conn.id,
+            client_ip(request),
+            request.path,
+            conn.user_id if conn.user_id is not None else "-",
+            ",".join(sorted(conn.roles)) or "-",
+            ",".join(channels) or "-",
+            extra={
+                "realtime_event": "connect",
+                "client_id": conn.id,
+                "remote_addr": client_ip(request),
+                "path": request.path,
+                "user_id": conn.user_id,
+                "roles": sorted(conn.roles),
+                "channels": channels,
+            },
+        )
         hooks = {ch: partial(hook, request) for ch, hook in realtime.initial_state_hooks.items()}
         session = Session(hub, conn, socket.recv, hooks, verifier=guard.verifier)
         try:
@@ -364,6 +405,22 @@ def build_blueprint(realtime: Realtime) -> Blueprint:
             return error_response(e)
         return json_response(await realtime.cluster_stats())
 
+    metrics = realtime.metrics
+    if metrics is not None:
+        metrics_token = config.metrics.token
+
+        @bp.get(config.metrics.path, name="metrics")
+        async def metrics_route(request: Request) -> HTTPResponse:
+            if metrics_token:
+                try:
+                    given = guard.bearer(request.headers.get("authorization"))
+                    if not hmac.compare_digest(given.encode(), metrics_token.encode()):
+                        raise Unauthorized("invalid metrics token", code="invalid_token")
+                except ClientError as e:
+                    return error_response(e)
+            body, content_type = await metrics.render()
+            return HTTPResponse(body, content_type=content_type)
+
     @bp.main_process_start
     async def refuse_several_workers(app: Any) -> None:
         workers = getattr(app.state, "workers", 1)
@@ -376,12 +433,33 @@ def build_blueprint(realtime: Realtime) -> Blueprint:
                 "realtime.backplane",
             )
 
+    @bp.main_process_start
+    async def share_metrics(app: Any) -> None:
+        # Several workers: each writes its metrics to files that a scrape sums. Set before
+        # the workers start, which import prometheus_client with it (metrics.py).
+        if metrics is not None and getattr(app.state, "workers", 1) > 1:
+            from .metrics import make_multiprocess_dir
+
+            app.ctx.realtime_metrics_dir = make_multiprocess_dir()
+
+    @bp.main_process_stop
+    async def unshare_metrics(app: Any) -> None:
+        path = getattr(app.ctx, "realtime_metrics_dir", None)
+        if path is not None:
+            from .metrics import remove_multiprocess_dir
+
+            remove_multiprocess_dir(path)
+
     @bp.before_server_start
     async def start_hub(app: Any) -> None:
         await hub.start()
+        if metrics is not None:
+            metrics.start()
 
     @bp.before_server_stop
     async def stop_hub(app: Any) -> None:
         await hub.shutdown()
+        if metrics is not None:
+            await metrics.stop()
 
     return bp

@@ -29,6 +29,7 @@ __all__ = [
     "Duration",
     "FilterSpec",
     "HistoryConfig",
+    "MetricsConfig",
     "RateLimit",
     "RealtimeConfig",
     "RedisConfig",
@@ -203,6 +204,21 @@ class ThrottleConfig(_Strict):
     key: str | None = None
 
 
+class MetricsConfig(_Strict):
+    """Prometheus metrics (docs/reference/metrics.md): served at ``path`` in the text
+    exposition format. With ``--workers N`` every worker's figures are summed into each
+    scrape (prometheus_client's multiprocess mode)."""
+
+    #: Serve the metrics (off by default, as in Centrifugo: the figures name channels).
+    enabled: bool = False
+    #: Where to serve them, at the root of the app (not under ``url_prefix``).
+    path: str = "/metrics"
+    #: A bearer token the scraper must send (``Authorization: Bearer ...``); read it from
+    #: the environment (``${...}``). Unset, null or empty: the path is open, so keep it
+    #: off public networks.
+    token: str | None = None
+
+
 class ChannelConfig(_Strict):
     filters: dict[str, FilterSpec] = {}
     #: Lets each subscriber ask for at most one event per interval (``?interval=``).
@@ -236,6 +252,7 @@ class RealtimeConfig(_Strict):
     history: HistoryConfig = msgspec.field(default_factory=HistoryConfig)
     auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
     admin: AdminConfig = msgspec.field(default_factory=AdminConfig)
+    metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     channels: dict[str, ChannelConfig] = {}
     #: How long a graceful shutdown waits for buffered messages to be flushed.
     shutdown_timeout: Duration = Duration(5.0)
@@ -375,6 +392,7 @@ def check_config(config: RealtimeConfig, path: str = "realtime") -> None:
     _check_path(config.admin.stats_path, f"{path}.admin.stats_path")
     if config.admin.broadcast_path == config.admin.stats_path:
         raise ConfigError("must differ from admin.stats_path", f"{path}.admin.broadcast_path")
+    _check_path(config.metrics.path, f"{path}.metrics.path")
 
     for key in ("heartbeat_interval", "client_timeout", "shutdown_timeout"):
         if getattr(config, key) <= 0:
@@ -417,6 +435,13 @@ def check_config(config: RealtimeConfig, path: str = "realtime") -> None:
         config.admin.broadcast_path: "admin.broadcast_path",
         config.admin.stats_path: "admin.stats_path",
     }
+    if config.metrics.enabled:
+        if config.metrics.path in routes:
+            raise ConfigError(
+                f"{config.metrics.path} is also {routes[config.metrics.path]}",
+                f"{path}.metrics.path",
+            )
+        routes[config.metrics.path] = "metrics.path"
     for name, channel in config.channels.items():
         cpath = f"{path}.channels.{name}"
         if not name:

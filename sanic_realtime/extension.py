@@ -16,6 +16,8 @@ from .hub import Hub, PublishResult
 if TYPE_CHECKING:
     from sanic import Blueprint, Request
 
+    from .metrics import Metrics
+
 __all__ = ["Realtime"]
 
 InitialStateHook = Callable[["Request"], Awaitable[Any]]
@@ -37,6 +39,13 @@ class Realtime:
         #: Rate, origin, token and admin checks (reads key files now: errors name the key).
         self.guard = Guard(self.config, backplane)
         self.initial_state_hooks: dict[str, InitialStateHook] = {}
+        #: The Prometheus metrics (``metrics.enabled``), else None; ``metrics.registry``
+        #: is the registry served at ``metrics.path``.
+        self.metrics: Metrics | None = None
+        if self.config.metrics.enabled:
+            from .metrics import Metrics
+
+            self.metrics = Metrics(self.hub)
         self._blueprint: Blueprint | None = None
 
     @classmethod
@@ -48,9 +57,14 @@ class Realtime:
     def blueprint(self) -> Blueprint:
         """The blueprint to register once: ``app.blueprint(realtime.blueprint)``."""
         if self._blueprint is None:
+            import weakref
+
             from .blueprint import build_blueprint
 
             self._blueprint = build_blueprint(self)
+            # How sanic_realtime.testing finds this object from an app's blueprints. A
+            # weak reference: Blueprint.copy() deep-copies ctx, and must not copy the hub.
+            self._blueprint.ctx.realtime = weakref.ref(self)
         return self._blueprint
 
     async def publish(

@@ -23,7 +23,6 @@ What fan-out does, plainly:
 from __future__ import annotations
 
 import asyncio
-import logging
 import secrets
 import time
 from collections import Counter
@@ -40,12 +39,12 @@ from .config import RealtimeConfig
 from .events import Event, encode_control, utc_timestamp
 from .exceptions import ServerUnavailable, TooManyRequests, UnknownChannel
 from .filters import Filter
+from .log import connection_logger, logger
 from .rooms import Rooms
 from .subscriptions import SubRequest
 
 __all__ = ["Connection", "Hub", "PublishResult", "Socket", "SubRequest", "text_frame"]
 
-logger = logging.getLogger("sanic_realtime")
 
 # Close codes (docs/protocol.md).
 CLOSE_NORMAL = 1000
@@ -100,6 +99,11 @@ class Socket(Protocol):
         """Send a close frame now if possible and drop the connection; never blocks."""
         ...
 
+    def close_status(self) -> tuple[int, str] | None:
+        """The close code and reason of the closing handshake: the frame sent, else the
+        one received; None when no close frame was exchanged."""
+        ...
+
 
 def text_frame(payload: bytes) -> bytes:
     """A server-to-client text frame. Server frames are unmasked and no extension is
@@ -136,6 +140,8 @@ class Connection:
         "allowance",
         "blocked",
         "channels",
+        "close_code",
+        "close_reason",
         "closing",
         "dirty",
         "dropped",
@@ -145,6 +151,7 @@ class Connection:
         "identity",
         "last_ping",
         "last_seen",
+        "opened",
         "queue",
         "role",
         "roles",
@@ -182,6 +189,10 @@ class Connection:
         self.closing = False
         self.last_seen = now
         self.last_ping = now
+        self.opened = now
+        #: The close code the server chose (the first one, if several were tried).
+        self.close_code: int | None = None
+        self.close_reason = ""
 
     def set_identity(self, identity: Identity | None) -> None:
         self.identity = identity
@@ -282,6 +293,18 @@ class Hub:
         self.messages_sent = 0
         self.messages_dropped = 0
         self.slow_disconnects = 0
+        #: Figures read by the metrics (metrics.py): connections opened, closed by close
+        #: code, events published here and queued for subscribers here, per channel.
+        self.connections_opened = 0
+        self.disconnects: Counter[int] = Counter()
+        self.published: Counter[str] = Counter()
+        self.delivered: Counter[str] = Counter()
+        #: Set by the metrics: called with each connection's duration when it ends, and
+        #: with the time from an event's publish to its write to the subscribers.
+        self.observe_duration: Callable[[float], None] | None = None
+        self.observe_latency: Callable[[float], None] | None = None
+        #: Publish times of events queued by fan-outs, observed when the flush writes them.
+        self._latency_pending: list[float] = []
         backplane.attach(self)
 
     # ----------------------------------------------------------------- lifecycle
@@ -362,6 +385,7 @@ class Hub:
             self._reservations.discard(reservation)
         conn = Connection("c_" + secrets.token_urlsafe(9), socket, identity, self._monotonic())
         self._conns[conn.id] = conn
+        self.connections_opened += 1
         if conn.user_id is not None:
             self._user_conns[conn.user_id] += 1
         self._schedule_expiry(conn)
@@ -372,6 +396,7 @@ class Hub:
         conn.closing = True
         if self._conns.pop(conn.id, None) is None:
             return
+        self._log_disconnect(conn)
         if conn.expiry is not None:
             conn.expiry.cancel()
             conn.expiry = None
@@ -389,6 +414,44 @@ class Hub:
             self.messages_dropped += conn.events
             conn.queue.clear()
             conn.events = 0
+
+    def _log_disconnect(self, conn: Connection) -> None:
+        """Count and log the end of ``conn`` (once: unregister is idempotent)."""
+        code, reason = conn.close_code, conn.close_reason
+        if code is None:
+            try:
+                status = conn.socket.close_status()
+            except Exception:  # pragma: no cover - a socket must not break unregister
+                status = None
+            # 1006: no close frame went either way (RFC 6455 section 7.1.5).
+            code, reason = status if status is not None else (1006, "no close frame")
+        duration = self._monotonic() - conn.opened
+        self.disconnects[code] += 1
+        if self.observe_duration is not None:
+            self.observe_duration(duration)
+        connection_logger.info(
+            "realtime disconnect %s user=%s channels=%s code=%d reason=%r duration=%.3fs",
+            conn.id,
+            conn.user_id if conn.user_id is not None else "-",
+            ",".join(conn.channels) or "-",
+            code,
+            reason,
+            duration,
+            extra={
+                "realtime_event": "disconnect",
+                "client_id": conn.id,
+                "user_id": conn.user_id,
+                "channels": list(conn.channels),
+                "close_code": code,
+                "close_reason": reason,
+                "duration_s": round(duration, 3),
+            },
+        )
+
+    @staticmethod
+    def _closed_with(conn: Connection, code: int, reason: str) -> None:
+        if conn.close_code is None:
+            conn.close_code, conn.close_reason = code, reason
 
     # ----------------------------------------------------------------- identity and expiry
 
@@ -467,6 +530,7 @@ class Hub:
         event, recipients = await self.backplane.publish(
             channel, type, data, user_id=user_id, role=role
         )
+        self.published[channel] += 1
         return PublishResult(channel, str(event.id), recipients)
 
     def deliver(self, event: Event) -> int:
@@ -531,6 +595,13 @@ class Hub:
                     self._count_drop(w.conn, channel)
                 w.pending.append(event)
                 count += 1
+        if count:
+            self.delivered[channel] += count
+            if self.observe_latency is not None:
+                if written == count:  # every copy went out in this fan-out
+                    self.observe_latency(self._clock() - event.time)
+                else:  # observed when the flush writes the queued copies
+                    self._latency_pending.append(event.time)
         return count
 
     # ----------------------------------------------------------------- throttling
@@ -671,6 +742,7 @@ class Hub:
         conn.closing = True
         self.slow_disconnects += 1
         reason = reason or f"slow consumer: buffer of {self._buffer_size} events full"
+        self._closed_with(conn, CLOSE_SLOW_CONSUMER, reason)
         asyncio.get_running_loop().call_soon(self.abort, conn, CLOSE_SLOW_CONSUMER, reason)
 
     def send_control(
@@ -717,6 +789,11 @@ class Hub:
             conn.dirty = False
             if not conn.blocked:
                 self._write(conn)
+        if self._latency_pending and self.observe_latency is not None:
+            now, observe = self._clock(), self.observe_latency
+            for published in self._latency_pending:
+                observe(now - published)
+            self._latency_pending.clear()
 
     def _write(self, conn: Connection) -> bool:
         """Write everything queued for ``conn`` in one write, or wait until it can be.
@@ -790,6 +867,7 @@ class Hub:
 
     def abort(self, conn: Connection, code: int, reason: str) -> None:
         """Close now, discarding what is queued (counted as dropped). Never blocks."""
+        self._closed_with(conn, code, reason)
         conn.closing = True
         try:
             conn.socket.abort(code, reason)
@@ -803,6 +881,7 @@ class Hub:
         """Flush what is queued, then close with ``code``; abort after ``timeout``."""
         if conn.closing and conn.id not in self._conns:
             return
+        self._closed_with(conn, code, reason)
         conn.closing = True  # no new events; what is queued still goes out
         timeout = self.config.shutdown_timeout if timeout is None else timeout
         try:

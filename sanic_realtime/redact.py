@@ -25,6 +25,10 @@ LOGGERS = (
     "websockets.server",
     "websockets.protocol",
     "sanic_realtime",
+    # The package's own (sanic_realtime/log.py): a logger's filters do not apply to its
+    # children's records, so each one is filtered itself.
+    "sanic.root.realtime",
+    "sanic.websockets.realtime",
 )
 
 REDACTED = "[redacted]"

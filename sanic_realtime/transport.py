@@ -204,6 +204,11 @@ class SanicSocket:
     def abort(self, code: int, reason: str) -> None:
         self.ws.fail_connection(code, _short(reason))
 
+    def close_status(self) -> tuple[int, str] | None:
+        proto = self.ws.ws_proto
+        close = proto.close_sent if proto.close_sent is not None else proto.close_rcvd
+        return (int(close.code), close.reason) if close is not None else None
+
     async def recv(self) -> str | bytes | None:
         """The next message, or None once the connection is closed."""
         return await self._inbox.get()

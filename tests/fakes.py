@@ -88,6 +88,9 @@ class FakeSocket:
         self.open = False
         self._writable.set()
 
+    def close_status(self) -> tuple[int, str] | None:
+        return self.closed_with or self.aborted_with
+
     def messages(self) -> list[dict[str, Any]]:
         return [json.loads(p) for p in parse_frames(bytes(self.written))]
 

@@ -3,6 +3,8 @@
     RT_BACKPLANE=redis://... RT_PREFIX=rt-test-x python -m sanic tests.scale_app:create_app \\
         --factory --single-process --port 8001
 
+``RT_METRICS=1`` turns the Prometheus metrics on (at /metrics).
+
 BASE's channels (see conftest.py), JWT auth on the test secret, a static admin token, and
 a ``POST /kick?user_id=`` route that calls ``realtime.disconnect``, and an empty page at
 ``/page`` (a browser test's origin).
@@ -33,6 +35,7 @@ def create_app() -> Sanic:
             "auth": {"mode": "jwt", "jwt_secret": SECRET},
             "admin": {"token": ADMIN_TOKEN},
             "heartbeat_interval": "5s",
+            "metrics": {"enabled": os.environ.get("RT_METRICS") == "1"},
         }
     )
     realtime = Realtime(config)

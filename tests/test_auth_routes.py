@@ -523,6 +523,9 @@ async def test_tokens_and_tickets_never_reach_the_logs(serve: Any, captured: _Ca
     assert "/ws/logs?level=warn&token=[redacted]" in text
     assert "ticket=[redacted]" in text
     assert '"refresh"' in text
+    # ... and the package's own connection log (sanic.websockets.realtime).
+    events = {getattr(r, "realtime_event", None) for r in captured.records}
+    assert {"connect", "disconnect", "refused"} <= events
     for secret in secrets:
         assert secret not in text
         for part in secret.split("."):  # no fragment of a JWT either

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import logging
 import os
 import random
 import socket
@@ -50,12 +49,12 @@ from redis.retry import Retry
 from ..config import HistoryConfig
 from ..events import Event, EventId, encode_event_parts, utc_timestamp
 from ..exceptions import ServerUnavailable
+from ..log import logger
 from .base import Backplane
 from .memory import new_epoch
 
 __all__ = ["Publication", "RedisBackplane", "merge_stats"]
 
-logger = logging.getLogger("sanic_realtime")
 
 #: How long a history's epoch and offset counter outlive the channel's last publish.
 #: While they live, a client can resume a quiet channel (``recovered: true``, nothing
@@ -317,6 +316,13 @@ class RedisBackplane(Backplane):
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        # asyncio primitives belong to the loop that first waits on them: a start after a
+        # stop may run in a new loop (one test after another), so make them here.
+        self._listening = asyncio.Event()
+        self._pubsub_lock = asyncio.Lock()
+        self._waiters.clear()
+        for chan in self._chans.values():
+            chan.ready = asyncio.Event()
         options: dict[str, Any] = {
             "socket_connect_timeout": 2.0,
             "socket_timeout": 5.0,
@@ -361,7 +367,8 @@ class RedisBackplane(Backplane):
             if task is not None:
                 with contextlib.suppress(BaseException):
                     await task
-        self._listener = self._reporter = None
+        # _verify() resets _verifying itself, but not when cancelled before it ran.
+        self._listener = self._reporter = self._verifying = None
         self._connected = False
         if self._redis is not None:
             with contextlib.suppress(RedisError, OSError):
