@@ -418,7 +418,7 @@ def build_blueprint(realtime: Realtime) -> Blueprint:
                         raise Unauthorized("invalid metrics token", code="invalid_token")
                 except ClientError as e:
                     return error_response(e)
-            body, content_type = await metrics.render()
+            body, content_type = await metrics.render(request.headers.get("accept"))
             return HTTPResponse(body, content_type=content_type)
 
     @bp.main_process_start

@@ -23,15 +23,14 @@ import tempfile
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
-    generate_latest,
     multiprocess,
     values,
 )
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -271,22 +270,23 @@ class Metrics:
 
     # ----------------------------------------------------------------- serving
 
-    async def render(self) -> tuple[bytes, str]:
-        """The exposition text of this process, or of every worker in multiprocess mode,
-        and its content type."""
+    async def render(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The exposition of this process, or of every worker in multiprocess mode, and
+        its content type: Prometheus' text format, or OpenMetrics when ``accept`` (the
+        scraper's Accept header) asks for it, as prometheus_client's own handlers do."""
         self.sample()
+        encode, content_type = choose_encoder(accept or "")
         if not self.multiprocess:
-            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+            return encode(self.registry), content_type
 
         def read_files() -> bytes:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-            return generate_latest(registry)
+            return encode(registry)
 
         # Reading every worker's files is file I/O: not on the event loop.
-        return await asyncio.get_running_loop().run_in_executor(None, read_files), (
-            CONTENT_TYPE_LATEST
-        )
+        body = await asyncio.get_running_loop().run_in_executor(None, read_files)
+        return body, content_type
 
     def start(self) -> None:
         """In multiprocess mode, keep this worker's gauges fresh: another worker may be

@@ -191,6 +191,15 @@ async def test_the_path_and_token_are_configurable(serve: Any) -> None:
     await scrape(server, "/ops/prom", headers=bearer(secret))
 
 
+async def test_openmetrics_when_the_scraper_asks_for_it(serve: Any) -> None:
+    server = await serve(make_realtime(metrics=METRICS))
+    accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+    response = await server.http.get("/metrics", headers={"accept": accept})
+    assert response.headers["content-type"].startswith("application/openmetrics-text")
+    assert response.text.endswith("# EOF\n")
+    assert "sanic_realtime_connections_opened_total 0.0" in response.text
+
+
 async def test_metrics_are_off_unless_enabled(serve: Any) -> None:
     server = await serve(make_realtime())
     assert server.realtime.metrics is None
