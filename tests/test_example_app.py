@@ -316,6 +316,9 @@ async def test_the_page_and_its_files_are_served(demo: LiveServer) -> None:
     config = (await http.get("/api/config")).json()
     assert config["ws"] == "/ws" and "logs" in config["channels"] and config["windows"]
     assert (await http.get("/ws/client.js")).status_code == 200
+    metrics = await http.get("/metrics")  # realtime.yaml turns the metrics on
+    assert metrics.status_code == 200
+    assert 'sanic_realtime_subscribers{channel="logs"}' in metrics.text
 
 
 # --------------------------------------------------------------------------- the command
@@ -425,5 +428,17 @@ async def test_demo_scaled_out_on_redis() -> None:
                     if message["type"] == "log_update":
                         ids.append(int(message["id"].split(":")[1]))
             assert ids == sorted(set(ids))
+            # Whichever worker answers, the metrics cover both (the simulator publishes
+            # on worker 0 only). Each worker writes its figures every second.
+            await asyncio.sleep(1.5)
+            for _ in range(4):
+                text = (await http.get("/metrics")).text
+                assert "process_cpu_seconds_total" not in text  # multiprocess mode
+                published = [
+                    line
+                    for line in text.splitlines()
+                    if line.startswith('sanic_realtime_messages_published_total{channel="logs"}')
+                ]
+                assert published and float(published[0].split()[-1]) >= 10
     finally:
         await delete_prefix(url, prefix)
