@@ -49,6 +49,17 @@ class MemoryBackplane(Backplane):
         self._tickets: dict[str, tuple[float, bytes]] = {}
         self._ticket_sweep = 0.0
 
+    async def stop(self) -> None:
+        """Forget history and tickets, and take a new epoch: served again in the same
+        process (one test after another), the app starts as a new process would, and a
+        client resuming with an id of the earlier run is told ``recovered: false``."""
+        self.epoch = new_epoch()
+        self._histories = {
+            channel: ChannelHistory(self.epoch, history.size, history.ttl)
+            for channel, history in self._histories.items()
+        }
+        self._tickets.clear()
+
     def history(self, channel: str) -> ChannelHistory:
         return self._histories[channel]
 
