@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -16,6 +15,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from sanic_realtime import Realtime
 from sanic_realtime.config import parse_config
+from sanic_realtime.testing import LiveApp
 
 Sanic.test_mode = True
 _names = itertools.count()
@@ -52,42 +52,25 @@ def make_realtime(**overrides: Any) -> Realtime:
     return Realtime(parse_config(data))
 
 
-class LiveServer:
-    """A Sanic app served on 127.0.0.1:<free port> inside the test's event loop."""
+class LiveServer(LiveApp):
+    """A Sanic app served on 127.0.0.1:<free port> inside the test's event loop
+    (``sanic_realtime.testing``'s ``LiveApp``: ``client()``, ``url``, ``ws_url()``),
+    with an httpx client (``http``) and raw websockets connections (``connect()``)."""
 
     def __init__(self, app: Sanic, realtime: Realtime, *, access_log: bool = False) -> None:
-        self.app = app
-        self.realtime = realtime
-        self.access_log = access_log
-        self.port = 0
-        self._server: Any = None
+        super().__init__(app, realtime, access_log=access_log)
         self.http: httpx.AsyncClient | None = None
 
     async def start(self) -> LiveServer:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        self._server = await self.app.create_server(
-            sock=sock, access_log=self.access_log, return_asyncio_server=True
-        )
-        await self._server.startup()
-        await self._server.before_start()
-        await self._server.after_start()
-        self.http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
+        await super().start()
+        self.http = httpx.AsyncClient(base_url=self.url, timeout=10)
         return self
 
     async def stop(self) -> None:
-        if self._server is None:
-            return
-        server, self._server = self._server, None
-        if self.http is not None:
-            await self.http.aclose()
-        await server.before_stop()
-        await server.close()
-        await server.after_stop()
-
-    def ws_url(self, path: str) -> str:
-        return f"ws://127.0.0.1:{self.port}{path}"
+        http, self.http = self.http, None
+        if http is not None:
+            await http.aclose()
+        await super().stop()
 
     def connect(self, path: str, **kwargs: Any) -> Any:
         """``async with server.connect("/ws/logs") as ws``: a real websockets client."""

@@ -105,20 +105,24 @@ async def test_health(serve: Any) -> None:
 async def test_admin_broadcast_reaches_subscribers(serve: Any) -> None:
     """POST broadcast publishes; the reply has success, recipients and the event id."""
     server = await serve(make_realtime())
-    async with server.connect("/ws/logs?level=error") as err, server.connect("/ws/logs") as all_:
-        await recv_json(err)
-        await recv_json(all_)
-        body = {"channel": "logs", "type": "log_update", "data": {"level": "error", "m": 1}}
-        response = await server.http.post("/admin/ws/broadcast", json=body)
-        assert response.status_code == 200
-        reply = response.json()
-        assert reply["success"] is True
-        assert reply["recipients"] == 2
-        for ws in (err, all_):
-            event = await recv_json(ws)
-            assert event["id"] == reply["id"]
-            assert event["data"] == {"level": "error", "m": 1}
-            assert event["type"] == "log_update" and event["channel"] == "logs"
+    errors = await server.client("logs", level="error")
+    everything = await server.client("logs")
+    body = {"channel": "logs", "type": "log_update", "data": {"level": "error", "m": 1}}
+    response = await server.http.post("/admin/ws/broadcast", json=body)
+    assert response.status_code == 200
+    reply = response.json()
+    assert reply["success"] is True
+    assert reply["recipients"] == 2
+    for client in (errors, everything):
+        event = await client.next_event()
+        assert (event.type, event.channel, event.id) == ("log_update", "logs", reply["id"])
+        assert event.data == {"level": "error", "m": 1}
+    # An info event: only the unfiltered subscriber.
+    body["data"] = {"level": "info", "m": 2}
+    response = await server.http.post("/admin/ws/broadcast", json=body)
+    assert response.json()["recipients"] == 1
+    assert (await everything.next_event()).data == {"level": "info", "m": 2}
+    await errors.assert_no_event()
 
 
 @pytest.mark.parametrize(
@@ -149,11 +153,11 @@ async def test_admin_broadcast_bad_bodies(
 async def test_admin_broadcast_target(serve: Any) -> None:
     """target.user_id reaches nobody when no connection has that user (auth is off)."""
     server = await serve(make_realtime())
-    async with server.connect("/ws/logs") as ws:
-        await recv_json(ws)
-        body = {"channel": "logs", "type": "x", "target": {"user_id": 42}}
-        response = await server.http.post("/admin/ws/broadcast", json=body)
-        assert response.json()["recipients"] == 0
+    client = await server.client("logs")
+    body = {"channel": "logs", "type": "x", "target": {"user_id": 42}}
+    response = await server.http.post("/admin/ws/broadcast", json=body)
+    assert response.json()["recipients"] == 0
+    await client.assert_no_event()
 
 
 async def test_admin_stats(serve: Any) -> None:
