@@ -12,7 +12,7 @@ import hmac
 import math
 from collections.abc import Iterator, Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs
 
 import msgspec
@@ -23,8 +23,10 @@ from sanic.response import HTTPResponse
 from sanic.server.websockets.impl import WebsocketImplProtocol
 
 from . import redact
+from .apidocs.routes import register_api_docs
 from .assets import CLIENT_ASSETS, Asset
 from .auth import BEARER_SUBPROTOCOL, Identity, parse_subprotocols
+from .bodies import BroadcastRequest, BroadcastTarget
 from .config import RealtimeConfig
 from .events import utc_timestamp
 from .exceptions import (
@@ -189,18 +191,6 @@ def general_plan(
             raise BadSince("since", "give since or since.<channel>, not both")
         since, names = {resolved[0]: bare_since}, {resolved[0]: "since"}
     return plan_subscription(config, channels, params, since, since_names=names, roles=roles)
-
-
-class _Target(msgspec.Struct, forbid_unknown_fields=True):
-    user_id: str | int | None = None
-    role: str | None = None
-
-
-class _Broadcast(msgspec.Struct, forbid_unknown_fields=True):
-    channel: str
-    type: Annotated[str, msgspec.Meta(min_length=1)]
-    data: Any = None
-    target: _Target | None = None
 
 
 # --------------------------------------------------------------------------- blueprint
@@ -380,12 +370,12 @@ def build_blueprint(realtime: Realtime) -> Blueprint:
         try:
             check_admin(request)
             try:
-                body = msgspec.json.decode(request.body, type=_Broadcast)
+                body = msgspec.json.decode(request.body, type=BroadcastRequest)
             except msgspec.ValidationError as e:
                 raise ClientError(f"invalid broadcast body: {e}", code="invalid_body") from None
             except msgspec.DecodeError as e:
                 raise ClientError(f"the body is not JSON: {e}", code="invalid_json") from None
-            target = body.target or _Target()
+            target = body.target or BroadcastTarget()
             result = await realtime.publish(
                 body.channel,
                 body.type,
@@ -462,4 +452,5 @@ def build_blueprint(realtime: Realtime) -> Blueprint:
         if metrics is not None:
             await metrics.stop()
 
+    register_api_docs(bp, realtime)  # GET {prefix}/asyncapi.json; OpenAPI descriptions
     return bp

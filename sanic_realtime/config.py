@@ -43,7 +43,9 @@ __all__ = [
 #: Query parameters and filter keys with a fixed meaning; a channel may not declare them.
 RESERVED_FILTER_NAMES = frozenset({"types", "since", "channels", "token", "ticket", "interval"})
 #: Names under ``url_prefix`` that are routes of their own, or keywords of the protocol.
-RESERVED_CHANNEL_NAMES = frozenset({"all", "health", "ticket", "client.js", "client.d.ts"})
+RESERVED_CHANNEL_NAMES = frozenset(
+    {"all", "health", "ticket", "client.js", "client.d.ts", "asyncapi.json"}
+)
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_.:-]+$")

@@ -1,0 +1,157 @@
+"""The JSON bodies of the HTTP routes (admin, ticket, health, refusals), as Structs.
+
+Pure: msgspec and the standard library only. The broadcast route decodes its request
+with :class:`BroadcastRequest`; the other Structs describe what the routes answer, for
+the OpenAPI document (``sanic_realtime.apidocs``). Field order is wire order.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+__all__ = [
+    "BackplaneHealth",
+    "BroadcastReply",
+    "BroadcastRequest",
+    "BroadcastTarget",
+    "ErrorBody",
+    "ErrorDetail",
+    "HealthReply",
+    "StatsReply",
+    "TicketReply",
+]
+
+
+class ErrorDetail(msgspec.Struct):
+    """What was refused, and why."""
+
+    code: Annotated[
+        str,
+        msgspec.Meta(
+            description="A stable, machine-readable code, e.g. unknown_channel, bad_filter_value, "
+            "unauthorized, forbidden, server_full (docs/protocol.md lists them per route).",
+            examples=["unknown_channel"],
+        ),
+    ]
+    message: Annotated[
+        str,
+        msgspec.Meta(
+            description="A sentence for people; it names the parameter or value at fault.",
+            examples=["unknown channel 'nope'; known channels: logs, stats"],
+        ),
+    ]
+
+
+class ErrorBody(msgspec.Struct):
+    """A refused request: every 4xx and 5xx answer of the realtime routes has this body."""
+
+    error: ErrorDetail
+
+
+class BroadcastTarget(msgspec.Struct, forbid_unknown_fields=True):
+    """Narrows delivery to one user's connections and/or those holding a role (either
+    suffices)."""
+
+    user_id: Annotated[
+        str | int | None, msgspec.Meta(description="An int is turned into a string.")
+    ] = None
+    role: str | None = None
+
+
+class BroadcastRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """An event to publish."""
+
+    channel: Annotated[str, msgspec.Meta(description="A configured channel.")]
+    type: Annotated[str, msgspec.Meta(min_length=1, description="The event type.")]
+    data: Annotated[Any, msgspec.Meta(description="The event's data: any JSON.")] = None
+    target: BroadcastTarget | None = None
+
+
+class BroadcastReply(msgspec.Struct):
+    """The event was published."""
+
+    success: Literal[True]
+    recipients: Annotated[
+        int,
+        msgspec.Meta(
+            ge=0,
+            description="Connections of the server process that answered for which the event "
+            "was queued (or held): their subscription, filters and the target matched.",
+        ),
+    ]
+    id: Annotated[
+        str,
+        msgspec.Meta(description="The event id (epoch:offset)", examples=["k3x9:2"]),
+    ]
+
+
+class StatsReply(msgspec.Struct):
+    """Connection and message figures of every server process, summed."""
+
+    total_clients: int
+    total_users: Annotated[
+        int, msgspec.Meta(description="Distinct authenticated users with a connection.")
+    ]
+    by_channel: Annotated[dict[str, int], msgspec.Meta(description="Channel -> connections.")]
+    by_role: Annotated[dict[str, int], msgspec.Meta(description="Role -> connections holding it.")]
+    messages_sent: int
+    messages_dropped: int
+    slow_disconnects: int
+    uptime_s: float
+    workers: Annotated[int, msgspec.Meta(description="How many processes' figures were summed.")]
+    by_worker: (
+        Annotated[
+            dict[str, int],
+            msgspec.Meta(description="Redis backplane: worker -> its connections."),
+        ]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
+    complete: (
+        Annotated[
+            bool,
+            msgspec.Meta(
+                description="Redis backplane: false when other workers could not be read."
+            ),
+        ]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
+    error: (
+        Annotated[str, msgspec.Meta(description="Why the figures are incomplete.")]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
+
+
+class TicketReply(msgspec.Struct):
+    """A one-time ticket for ``?ticket=`` on a WebSocket route."""
+
+    ticket: str
+    expires_in: Annotated[float, msgspec.Meta(description="Seconds until the ticket expires.")]
+
+
+class BackplaneHealth(msgspec.Struct):
+    """The backplane's state; the fields after ``ok`` are given by the Redis backplane only."""
+
+    kind: Literal["memory", "redis"]
+    ok: Annotated[bool, msgspec.Meta(description="It can publish and receive.")]
+    url: Annotated[str, msgspec.Meta(description="Password replaced by ***.")] | (
+        msgspec.UnsetType
+    ) = msgspec.UNSET
+    node: str | msgspec.UnsetType = msgspec.UNSET
+    listener: Literal["connected", "reconnecting"] | msgspec.UnsetType = msgspec.UNSET
+    reconnects: int | msgspec.UnsetType = msgspec.UNSET
+    recovered_from_stream: int | msgspec.UnsetType = msgspec.UNSET
+    last_error: str | msgspec.UnsetType | None = msgspec.UNSET
+    channels: int | msgspec.UnsetType = msgspec.UNSET
+
+
+class HealthReply(msgspec.Struct):
+    """The state of the server process that answers (status 200 when ``ok``, else 503)."""
+
+    status: Literal["ok", "unavailable"]
+    accepting: Annotated[
+        bool, msgspec.Meta(description="The hub has started and is not shutting down.")
+    ]
+    clients: Annotated[int, msgspec.Meta(description="Open connections in this process.")]
+    backplane: BackplaneHealth
