@@ -66,7 +66,6 @@ def create_app(
         simulate = env.get("DEMO_SIMULATE", "1") == "1" and (not worker or worker.endswith("-0-0"))
 
     app = Sanic(name)
-    app.config.AUTO_EXTEND = False
     app.ctx.realtime = realtime
     app.ctx.users = store
     app.blueprint(realtime.blueprint)
