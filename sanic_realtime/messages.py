@@ -13,7 +13,7 @@ schemas do not forbid extra ones.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 
@@ -67,24 +67,6 @@ Recovered = Annotated[
 ]
 
 #: The codes of the ``error`` message (docs/protocol.md, "In-band errors").
-IN_BAND_ERROR_CODES = (
-    "invalid_json",
-    "invalid_message",
-    "unknown_type",
-    "binary_not_supported",
-    "unknown_channel",
-    "unknown_filter",
-    "bad_filter_value",
-    "bad_since",
-    "forbidden",
-    "too_many_subscriptions",
-    "invalid_token",
-    "token_expired",
-    "auth_disabled",
-    "anonymous",
-    "backplane_unavailable",
-    "initial_state_failed",
-)
 InBandErrorCode = Literal[
     "invalid_json",
     "invalid_message",
@@ -103,6 +85,7 @@ InBandErrorCode = Literal[
     "backplane_unavailable",
     "initial_state_failed",
 ]
+IN_BAND_ERROR_CODES: tuple[str, ...] = get_args(InBandErrorCode)
 
 
 class _Control(msgspec.Struct, tag_field="type", kw_only=True):

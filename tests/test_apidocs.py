@@ -646,3 +646,21 @@ def test_the_docs_snippet_writes_the_document_without_a_server(
         "host": "ops.example.com",
         "protocol": "wss",
     }
+
+
+async def test_initial_state_hooks_show_in_the_document(serve: Any) -> None:
+    """initial_state is listed only when a channel can send one: a hook registered after
+    the document was first served appears in the next one."""
+    realtime = make_realtime(channels={"logs": {}})
+    server = await serve(realtime)
+    before = await fetch_asyncapi(server)
+    assert "initial_state" not in before["channels"]["logs"]["messages"]
+
+    @realtime.initial_state("logs")
+    async def logs_state(request: Any) -> dict[str, int]:
+        return {"open": 0}
+
+    after = await fetch_asyncapi(server)
+    assert "initial_state" in after["channels"]["logs"]["messages"]
+    assert "initial_state hook" in after["channels"]["logs"]["description"]
+    assert asyncapi_validator().is_valid(after)

@@ -29,6 +29,7 @@ __all__ = ["ASYNCAPI_FILE", "register_api_docs"]
 #: Served at ``{url_prefix}/asyncapi.json`` (a reserved channel name).
 ASYNCAPI_FILE = "asyncapi.json"
 _encoder = msgspec.json.Encoder()
+_CACHED_DOCUMENTS = 16
 
 
 def register_api_docs(bp: Blueprint, realtime: Realtime) -> None:
@@ -36,16 +37,27 @@ def register_api_docs(bp: Blueprint, realtime: Realtime) -> None:
     the OpenAPI document of every extended app it is registered in."""
     config = realtime.config
 
+    # Encoded documents by (host, secure, hooked channels): a few ms each to build. The
+    # host comes from the request, so the cache is bounded.
+    cache: dict[tuple[str, bool, frozenset[str]], bytes] = {}
+
     async def asyncapi(request: Request) -> HTTPResponse:
         # request.scheme and request.host follow the proxy headers Sanic is told to trust
         # (FORWARDED_SECRET, REAL_IP_HEADER, PROXIES_COUNT).
-        document = asyncapi_document(
-            config,
-            host=request.host or "localhost",
-            secure=request.scheme in ("https", "wss"),
-            initial_state_channels=realtime.initial_state_hooks,
+        key = (
+            request.host or "localhost",
+            request.scheme in ("https", "wss"),
+            frozenset(realtime.initial_state_hooks),
         )
-        return HTTPResponse(_encoder.encode(document), content_type="application/json")
+        body = cache.get(key)
+        if body is None:
+            if len(cache) >= _CACHED_DOCUMENTS:
+                cache.clear()
+            document = asyncapi_document(
+                config, host=key[0], secure=key[1], initial_state_channels=key[2]
+            )
+            body = cache[key] = _encoder.encode(document)
+        return HTTPResponse(body, content_type="application/json")
 
     bp.add_route(asyncapi, f"{config.url_prefix}/{ASYNCAPI_FILE}", methods=["GET"], name="asyncapi")
 
