@@ -105,14 +105,18 @@ PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 class RateLimit(_Strict):
     """At most ``messages`` client frames per ``per`` seconds."""
 
+    #: Frames allowed per window; one more closes the connection with 4429.
     messages: PositiveInt = 50
+    #: The window.
     per: Duration = Duration(1.0)
 
 
 class HistoryConfig(_Strict):
     """The last ``size`` events of a channel, each kept at most ``ttl`` seconds."""
 
+    #: Events kept per channel for resume (``since``) and ``initial: last``; 0 keeps none.
     size: Annotated[int, msgspec.Meta(ge=0)] = 1000
+    #: How long an event stays resumable.
     ttl: Duration = Duration(600.0)
 
 
@@ -124,23 +128,32 @@ class AuthConfig(_Strict):
     (a JSON Web Key Set; the token's ``kid`` picks the key).
     """
 
+    #: ``none``: every client may connect and subscribe to every channel. ``jwt``: a
+    #: client must present a valid JWT (header, ``bearer`` subprotocol, ``?token=``, or a
+    #: one-time ``?ticket=``); its roles decide which channels it may subscribe to.
     mode: Literal["none", "jwt"] = "none"
     #: With ``mode: jwt``: a WebSocket connection that presents no credential at all is let
     #: in anonymously (no user, no roles): it may subscribe to channels without ``roles``
     #: and gets untargeted events. A credential that is present must still be valid.
     anonymous: bool = False
+    #: The HMAC secret of HS256/384/512 (at least as long as the hash: 32, 48, 64 bytes).
     #: Secrets usually come from ``${VAR:-}``, which leaves YAML a null when unset.
     jwt_secret: str | None = None
+    #: A PEM public key (RS*, PS*, ES*, EdDSA), usually from ``${VAR}``.
     public_key: str | None = None
+    #: A file holding a PEM public key.
     public_key_file: str | None = None
+    #: A file holding a JSON Web Key Set; the token's ``kid`` picks the key.
     jwks_file: str | None = None
+    #: Accepted algorithms; HS* and public-key algorithms cannot be mixed, ``none`` never.
     algorithms: list[str] = msgspec.field(default_factory=lambda: ["HS256"])
     #: Checked when set: the token's ``aud`` must name one of these.
     audience: str | list[str] | None = None
     #: Checked when set: the token's ``iss`` must equal it.
     issuer: str | None = None
+    #: The claim that names the user (``user_id`` in targeted publishes).
     user_claim: str = "sub"
-    #: A string (one role) or a list of strings (several) in the token.
+    #: The claim that holds the roles: a string (one role) or a list of strings (several).
     role_claim: str = "role"
     #: Tokens without ``exp`` are refused (a token must not be valid forever).
     require_exp: bool = True
@@ -151,8 +164,13 @@ class AuthConfig(_Strict):
 
 
 class AdminConfig(_Strict):
+    """The admin routes: publish over HTTP, and the server's figures."""
+
+    #: ``POST``: publish ``{"channel", "type", "data", "target"?}``.
     broadcast_path: str = "/admin/ws/broadcast"
+    #: ``GET``: connections by channel and role, messages sent and dropped, uptime.
     stats_path: str = "/admin/ws/stats"
+    #: With ``auth.mode: jwt``, a token holding this role may use the admin routes.
     role: str = "admin"
     #: A static bearer token for the admin routes; read it from the environment (``${...}``).
     #: Unset, null or empty: no token (the admin routes are open when auth is off).
@@ -163,7 +181,9 @@ class ConnectRateLimit(_Strict):
     """At most ``connections`` WebSocket handshakes (and tickets) per ``per`` seconds per
     client IP (``request.remote_addr`` when a proxy is configured in Sanic, else the peer)."""
 
+    #: Handshakes (and tickets) allowed per window; one more gets HTTP 429.
     connections: PositiveInt = 20
+    #: The window.
     per: Duration = Duration(10.0)
 
 
@@ -175,10 +195,13 @@ class FilterSpec(_Strict):
     ``flag``: when the client sets it true, the field must equal ``equals``.
     """
 
+    #: How the client's value is compared with the event's field.
     op: Literal["eq", "min", "flag"] = "eq"
     #: The event data field to read (dotted for nesting: ``log.level``); default: the filter's name.
     field: str | None = None
+    #: ``min`` only: the values from lowest to highest (required for ``min``).
     order: list[str] | None = None
+    #: ``flag`` only: the value the field must have when the client sets the flag.
     equals: bool | int | str | None = None
 
 
@@ -196,8 +219,9 @@ class ThrottleConfig(_Strict):
     always the latest one; the events in between are skipped on purpose (conflation).
     For channels of states (stats, prices, gauges), never for streams of records (logs)."""
 
-    #: The shortest and longest interval a client may ask for.
+    #: The shortest interval a client may ask for.
     min: Duration = Duration(1.0)
+    #: The longest interval a client may ask for.
     max: Duration = Duration(60.0)
     #: The interval of a subscription that asks for none (0: not throttled).
     default: Duration = Duration(0.0)
@@ -222,6 +246,9 @@ class MetricsConfig(_Strict):
 
 
 class ChannelConfig(_Strict):
+    """One channel: ``{url_prefix}/{name}``, its filters and who may subscribe."""
+
+    #: Query parameters a subscriber may filter events with (``?level=warn``).
     filters: dict[str, FilterSpec] = {}
     #: Lets each subscriber ask for at most one event per interval (``?interval=``).
     throttle: ThrottleConfig | None = None
@@ -234,13 +261,25 @@ class ChannelConfig(_Strict):
 
 
 class RealtimeConfig(_Strict):
+    """The ``realtime:`` key of the YAML file."""
+
+    #: Where the WebSocket routes live: ``{url_prefix}``, ``{url_prefix}/{channel}``,
+    #: ``{url_prefix}/health``, ``/ticket``, ``/client.js``, ``/asyncapi.json``.
     url_prefix: str = "/ws"
+    #: Connections per server process; one more gets HTTP 503 before the upgrade.
     max_clients: PositiveInt = 1000
+    #: Events queued per connection: the bound on a slow client's memory.
     buffer_size: PositiveInt = 256
+    #: What a full buffer does: close with 4008 (the client resumes without loss), or
+    #: drop the oldest event and tell the client (``messages_dropped``).
     slow_client: Literal["disconnect", "drop_oldest"] = "disconnect"
+    #: Bytes per client frame; a larger one closes the connection with 1009.
     max_message_size: Annotated[int, msgspec.Meta(ge=64)] = 4096
+    #: How often the server pings each client.
     heartbeat_interval: Duration = Duration(30.0)
+    #: A client silent (no frame, no pong) for this long is closed with 1011.
     client_timeout: Duration = Duration(90.0)
+    #: Client-to-server frames per connection; over it: close with 4429.
     client_rate_limit: RateLimit = msgspec.field(default_factory=RateLimit)
     #: Handshakes per client IP; over it: HTTP 429 with Retry-After. Null: no limit.
     connect_rate_limit: ConnectRateLimit | None = None
@@ -248,13 +287,23 @@ class RealtimeConfig(_Strict):
     max_subscriptions: PositiveInt | None = None
     #: Open connections per authenticated user (all tabs, all devices). Null: no limit.
     max_connections_per_user: PositiveInt | None = None
+    #: Browser origins allowed to connect (``scheme://host[:port]``, ``*.`` for
+    #: subdomains, ``*`` for any); others get HTTP 403. Requests without ``Origin`` pass.
     allowed_origins: list[str] = msgspec.field(default_factory=lambda: ["*"])
+    #: ``memory`` (one process) or a Redis URL (``redis://``, ``rediss://``, ``unix://``)
+    #: for several workers and hosts.
     backplane: str = "memory"
+    #: Settings of the Redis backplane.
     redis: RedisConfig = msgspec.field(default_factory=RedisConfig)
+    #: What each channel keeps for resume, unless the channel sets its own.
     history: HistoryConfig = msgspec.field(default_factory=HistoryConfig)
+    #: Who may connect, and with which roles.
     auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
+    #: The admin broadcast and stats routes.
     admin: AdminConfig = msgspec.field(default_factory=AdminConfig)
+    #: Prometheus metrics.
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
+    #: The channels, by name; a client can subscribe to no other.
     channels: dict[str, ChannelConfig] = {}
     #: How long a graceful shutdown waits for buffered messages to be flushed.
     shutdown_timeout: Duration = Duration(5.0)
