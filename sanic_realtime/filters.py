@@ -13,7 +13,7 @@ Semantics (see docs/protocol.md):
 - ``types`` (built in, every channel): the event's type is one of the given types;
 - ``interval`` (built in, channels with ``throttle``): not a match condition but a rate:
   the subscription gets at most one event per ``throttle.key`` value per interval, the
-  latest (the hub applies it; see docs/topics.md#throttling).
+  latest (the hub applies it; see docs/protocol.md#throttling).
 
 A compiled :class:`Filter` has a hashable ``key``: subscriptions with equal keys are
 grouped so that a filter is evaluated once per event per distinct filter, not once

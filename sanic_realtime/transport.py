@@ -1,8 +1,8 @@
 """Adapts Sanic's WebSocket object to the hub's :class:`~sanic_realtime.hub.Socket`.
 
 Why not ``ws.send()``: it takes a per-connection lock and waits for the transport to
-drain, so a client that stops reading blocks it forever (see docs/topics.md). The hub
-instead writes complete, pre-framed frames straight to the transport while it is under
+drain, so a client that stops reading blocks it forever (docs/topics/backpressure.md).
+The hub instead writes complete, pre-framed frames straight to the transport while it is under
 its high-water mark, and waits through ``io_proto.send(b"")`` (which returns once Sanic's
 protocol may write again) when it is not. Frames are whole, so they interleave safely
 with the pings, pongs and close frames that Sanic writes itself.
