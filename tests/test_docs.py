@@ -458,6 +458,9 @@ def test_demo_commands() -> None:
             if "sanic-realtime tail" in command
         }
         assert len(tails) == 4
+        # Subscribed before the publish below, or they could not see it.
+        for process in tails.values():
+            process.wait_for(lambda out: "* connected (" in out, 30, "the connection")
         run.run("export REALTIME_ADMIN_TOKEN=change-me")
         assert run.env["REALTIME_ADMIN_TOKEN"] == "change-me"
         stats = json.loads(run.run(dc_cmd("README.md", "/admin/ws/stats")))
