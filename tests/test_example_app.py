@@ -161,13 +161,21 @@ async def test_monitoring_real_figures_tasks_and_alerts(demo: LiveServer) -> Non
         figures = {**monitoring.read(), "error_rate": 99.0}
         for rule in monitoring.rules:
             rule.firing_since = None
+
+        async def gateway_alert() -> dict[str, Any]:
+            # The machine's real figures may fire other rules too (cpu-high on a busy CI).
+            while True:
+                data: dict[str, Any] = (await until_type(alerts, "alert"))["data"]
+                if data["rule"] == "gateway-errors":
+                    return data
+
         await monitoring.evaluate(figures)
-        alert = (await until_type(alerts, "alert"))["data"]
-        assert (alert["rule"], alert["status"], alert["value"]) == ("gateway-errors", "firing", 99)
+        alert = await gateway_alert()
+        assert (alert["status"], alert["value"]) == ("firing", 99)
         assert alert["threshold"] == 15.0 and alert["severity"] == "high"
         await monitoring.evaluate({**figures, "error_rate": 1.0})
-        resolved = (await until_type(alerts, "alert"))["data"]
-        assert (resolved["rule"], resolved["status"]) == ("gateway-errors", "resolved")
+        resolved = await gateway_alert()
+        assert resolved["status"] == "resolved"
 
 
 # --------------------------------------------------------------------------- users
