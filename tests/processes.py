@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -124,3 +125,19 @@ class Cluster:
 
         await asyncio.gather(*(p.stop() for p in self.started))
         await delete_prefix(self.redis_url, self.prefix)
+
+
+async def cluster_figures(
+    server: SanicProcess, token: str, *, clients: int, workers: int, timeout: float = 15.0
+) -> dict[str, Any]:
+    """The admin stats route's figures once every worker has reported and ``clients``
+    connections are counted (workers write their figures every 2 s)."""
+    stats: dict[str, Any] = {}
+    async with asyncio.timeout(timeout):
+        while stats.get("total_clients") != clients or stats.get("workers") != workers:
+            await asyncio.sleep(0.2)
+            response = await server.http.get(
+                "/admin/ws/stats", headers={"Authorization": f"Bearer {token}"}
+            )
+            stats = response.json()
+    return stats

@@ -17,7 +17,7 @@ from websockets.exceptions import InvalidStatus
 from sanic_realtime.exceptions import ConfigError
 
 from .conftest import make_realtime, recv_json, recv_until
-from .processes import SanicProcess
+from .processes import SanicProcess, cluster_figures
 from .rawclient import RawClient
 from .redis_support import RedisServer, delete_prefix, new_prefix, redis_url
 from .scale_app import ADMIN_TOKEN
@@ -269,12 +269,7 @@ async def test_several_workers_are_summed_in_every_scrape() -> None:
             sockets.append(ws)
             await recv_until(ws, "connection_established")
             await asyncio.sleep(0.02)
-        stats: dict[str, Any] = {}
-        async with asyncio.timeout(15):
-            while stats.get("total_clients") != 12 or stats.get("workers") != 2:
-                await asyncio.sleep(0.3)
-                response = await server.http.get("/admin/ws/stats", headers=bearer(ADMIN_TOKEN))
-                stats = response.json()
+        stats = await cluster_figures(server, ADMIN_TOKEN, clients=12, workers=2)
         assert len([n for n in stats["by_worker"].values() if n]) == 2, stats["by_worker"]
         for i in range(6):
             response = await server.http.post(

@@ -13,7 +13,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from .conftest import no_message, recv_json, recv_until
-from .processes import SanicProcess
+from .processes import SanicProcess, cluster_figures
 from .redis_support import delete_prefix, new_prefix, redis_url
 from .scale_app import ADMIN_TOKEN
 from .tokens import bearer, token
@@ -145,11 +145,7 @@ async def test_tickets_stats_and_disconnect_span_instances(start: Start) -> None
         for ws in (alice_a, alice_b, bob_b):
             await recv_until(ws, "connection_established")
         # Each worker writes its figures every 2 s; the route sums them.
-        stats: dict[str, Any] = {}
-        async with asyncio.timeout(10):
-            while stats.get("total_clients") != 3 or stats.get("workers") != 2:
-                await asyncio.sleep(0.2)
-                stats = (await a.http.get("/admin/ws/stats", headers=bearer(ADMIN_TOKEN))).json()
+        stats = await cluster_figures(a, ADMIN_TOKEN, clients=3, workers=2)
         assert stats["by_channel"] == {"logs": 2, "stats": 1}
         assert stats["total_users"] == 3  # alice on two workers counts twice
         assert sorted(stats["by_worker"].values()) == [1, 2]
@@ -178,12 +174,7 @@ async def test_three_workers_deliver_a_broadcast_to_thirty_clients(start: Start)
             sockets.append(ws)
             await recv_until(ws, "connection_established")
             await asyncio.sleep(0.02)
-        stats: dict[str, Any] = {}
-        async with asyncio.timeout(15):
-            while stats.get("total_clients") != 30 or stats.get("workers") != 3:
-                await asyncio.sleep(0.3)
-                response = await server.http.get("/admin/ws/stats", headers=bearer(ADMIN_TOKEN))
-                stats = response.json()
+        stats = await cluster_figures(server, ADMIN_TOKEN, clients=30, workers=3)
         busy = [n for n in stats["by_worker"].values() if n]
         # The kernel decides; the run proves something only if clients are spread.
         assert len(busy) >= 2, f"all clients landed on one worker: {stats['by_worker']}"
