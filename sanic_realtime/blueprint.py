@@ -252,16 +252,17 @@ def build_blueprint(realtime: Realtime) -> Blueprint:
         if realtime.metrics is not None:
             realtime.metrics.refused(error.status, error.code)
         # The path only: the query string may hold a token or a ticket.
+        address = client_ip(request)
         connection_logger.info(
             "realtime refused %s %s: %d %s: %s",
-            client_ip(request),
+            address,
             request.path,
             error.status,
             error.code,
             error.message,
             extra={
                 "realtime_event": "refused",
-                "remote_addr": client_ip(request),
+                "remote_addr": address,
                 "path": request.path,
                 "status": error.status,
                 "code": error.code,
@@ -274,10 +275,11 @@ def build_blueprint(realtime: Realtime) -> Blueprint:
         identity = request.ctx.realtime_identity
         conn = hub.register(socket, request.ctx.realtime_reservation, identity)
         channels = [sub.channel for sub in request.ctx.realtime_plan]
+        address = client_ip(request)
         connection_logger.info(
             "realtime connect %s %s %s user=%s roles=%s channels=%s",
             conn.id,
-            client_ip(request),
+            address,
             request.path,
             conn.user_id if conn.user_id is not None else "-",
             ",".join(sorted(conn.roles)) or "-",
@@ -285,7 +287,7 @@ def build_blueprint(realtime: Realtime) -> Blueprint:
             extra={
                 "realtime_event": "connect",
                 "client_id": conn.id,
-                "remote_addr": client_ip(request),
+                "remote_addr": address,
                 "path": request.path,
                 "user_id": conn.user_id,
                 "roles": sorted(conn.roles),
