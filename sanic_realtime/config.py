@@ -118,6 +118,10 @@ class HistoryConfig(_Strict):
     size: Annotated[int, msgspec.Meta(ge=0)] = 1000
     #: How long an event stays resumable.
     ttl: Duration = Duration(600.0)
+    #: ``initial: last`` looks at most this many of the newest kept events for one that
+    #: matches the subscriber's filters (newest first); none among them: no
+    #: ``initial_state``. Bounds what one subscribe makes the server read and decode.
+    initial_scan: PositiveInt = 100
 
 
 class AuthConfig(_Strict):

@@ -1,7 +1,8 @@
 """Per-channel history for resume (the memory side). Pure: time is passed in.
 
 A :class:`ChannelHistory` gives out ids (``epoch:offset``, offsets growing by one per
-event) and keeps the last ``size`` events, each for at most ``ttl`` seconds.
+event) and keeps the last ``size`` events, each for at most ``ttl`` seconds. ``last``
+looks at no more than the newest ``initial_scan`` of them.
 ``since(id)`` answers all-or-nothing: either exactly the events after ``id`` (which
 may be none), or ``None`` when history no longer reaches back that far, or the id
 belongs to another epoch (another server run). A Redis stream holds the same ids:
@@ -20,12 +21,13 @@ __all__ = ["ChannelHistory"]
 
 
 class ChannelHistory:
-    __slots__ = ("_events", "epoch", "size", "top", "ttl")
+    __slots__ = ("_events", "epoch", "initial_scan", "size", "top", "ttl")
 
-    def __init__(self, epoch: str, size: int, ttl: float) -> None:
+    def __init__(self, epoch: str, size: int, ttl: float, initial_scan: int = 100) -> None:
         self.epoch = epoch
         self.size = size
         self.ttl = ttl
+        self.initial_scan = initial_scan
         #: The offset of the newest event given an id (0: none yet).
         self.top = 0
         self._events: deque[Event] = deque(maxlen=size)
@@ -61,9 +63,10 @@ class ChannelHistory:
         return list(islice(events, since.offset + 1 - first, None))
 
     def last(self, match: Callable[[Event], bool], now: float) -> Event | None:
-        """The newest kept event for which ``match`` is true."""
+        """The newest kept event for which ``match`` is true, among the newest
+        ``initial_scan`` (``match`` is called at most that many times)."""
         self._prune(now)
-        for event in reversed(self._events):
+        for event in islice(reversed(self._events), self.initial_scan):
             if match(event):
                 return event
         return None

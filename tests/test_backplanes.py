@@ -4,7 +4,7 @@ the machine's real Redis) must behave the same for ids, history, delivery and ti
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -17,10 +17,11 @@ from sanic_realtime.events import Event, EventId, encode_event, encode_event_par
 from .redis_support import delete_prefix, new_prefix, redis_url
 
 HISTORIES = {
-    "logs": HistoryConfig(size=1000, ttl=600.0),
+    "logs": HistoryConfig(size=1000, ttl=600.0, initial_scan=1000),
     "small": HistoryConfig(size=10, ttl=600.0),
     "short": HistoryConfig(size=100, ttl=0.3),
     "none": HistoryConfig(size=0, ttl=600.0),
+    "scan": HistoryConfig(size=1000, ttl=600.0, initial_scan=5),
 }
 
 
@@ -182,6 +183,28 @@ async def test_last_finds_the_newest_match(pair: tuple[Backplane, Recorder]) -> 
     old = await backplane.last("logs", lambda e: e.data["i"] == 3)  # beyond one page
     assert old is not None and old.offset == 4
     assert await backplane.last("logs", lambda e: False) is None
+
+
+async def test_last_looks_at_most_initial_scan_events(pair: tuple[Backplane, Recorder]) -> None:
+    """``last`` reads the newest ``history.initial_scan`` (5) events, newest first, and no
+    more: a match among them is found, an older one is not (it is not even looked at)."""
+    backplane, _ = pair
+    await publish(backplane, "scan", 20)
+    looked: list[int] = []
+
+    def match(want: int) -> Callable[[Event], bool]:
+        def matches(event: Event) -> bool:
+            looked.append(event.data["i"])
+            return bool(event.data["i"] == want)
+
+        return matches
+
+    found = await backplane.last("scan", match(15))  # the fifth newest
+    assert found is not None and found.offset == 16
+    assert looked == [19, 18, 17, 16, 15]
+    looked.clear()
+    assert await backplane.last("scan", match(14)) is None  # the sixth newest
+    assert looked == [19, 18, 17, 16, 15]
 
 
 def ids(events: list[Event] | None) -> list[EventId] | None:

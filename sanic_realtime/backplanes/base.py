@@ -89,7 +89,10 @@ class Backplane(abc.ABC):
 
     @abc.abstractmethod
     async def since(self, channel: str, since: EventId) -> list[Event] | None:
-        """Exactly the events after ``since``, or None when they cannot all be given."""
+        """Exactly the events after ``since``, or None when they cannot all be given.
+        Reads no more than the history holds after ``since``, and nothing of the events
+        when it answers None (another epoch, an offset beyond the newest, trimmed or
+        expired)."""
 
     @abc.abstractmethod
     async def position(self, channel: str) -> EventId | None:
@@ -98,7 +101,9 @@ class Backplane(abc.ABC):
 
     @abc.abstractmethod
     async def last(self, channel: str, match: Callable[[Event], bool]) -> Event | None:
-        """The newest recorded event of ``channel`` for which ``match`` is true."""
+        """The newest recorded event of ``channel`` for which ``match`` is true, among its
+        newest ``history.initial_scan`` unexpired events (None when none of them matches):
+        what a subscribe can make the server read is bounded."""
 
     @abc.abstractmethod
     async def put_ticket(self, ticket: str, value: bytes, ttl: float) -> None:

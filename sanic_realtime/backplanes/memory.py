@@ -42,7 +42,7 @@ class MemoryBackplane(Backplane):
         self.epoch = epoch or new_epoch()
         self._clock = clock
         self._histories = {
-            channel: ChannelHistory(self.epoch, cfg.size, cfg.ttl)
+            channel: ChannelHistory(self.epoch, cfg.size, cfg.ttl, cfg.initial_scan)
             for channel, cfg in histories.items()
         }
         #: ticket -> (expires at, value); expired ones are swept as new ones arrive.
@@ -55,7 +55,7 @@ class MemoryBackplane(Backplane):
         client resuming with an id of the earlier run is told ``recovered: false``."""
         self.epoch = new_epoch()
         self._histories = {
-            channel: ChannelHistory(self.epoch, history.size, history.ttl)
+            channel: ChannelHistory(self.epoch, history.size, history.ttl, history.initial_scan)
             for channel, history in self._histories.items()
         }
         self._tickets.clear()

@@ -41,10 +41,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from ..config import HistoryConfig
 from ..events import Event, EventId, encode_event_parts, utc_timestamp
@@ -74,6 +74,10 @@ DEAD_AFTER = 15.0
 OWN_EVENT_TIMEOUT = 2.0
 #: How long a new subscription waits for Redis to confirm the pub/sub subscription.
 READY_TIMEOUT = 5.0
+#: ``initial: last`` reads the newest events in pages: a first small one (the newest
+#: events usually match), then pages of LAST_PAGE, up to ``history.initial_scan`` events.
+LAST_FIRST_PAGE = 10
+LAST_PAGE = 100
 
 # KEYS: meta, stream. ARGV: new epoch, history size, history ttl (ms), meta ttl (ms),
 # pub/sub channel, header, envelope before the id, envelope after the id.
@@ -102,14 +106,45 @@ redis.call('PUBLISH', ARGV[5], msg)
 return {{epoch, offset}}
 """
 
-# KEYS: meta, stream. ARGV: the first stream id wanted. Returns {} when the history
-# predates this Redis process (or there is none), else {epoch, last offset, entries}.
+# KEYS: meta, stream. ARGV: the id's epoch, its offset, the oldest publish time still
+# resumable (Unix seconds: now - history.ttl). Everything is checked before the events
+# are read, so a resume that cannot succeed reads (and sends back) none of them. Returns
+# false (a nil reply) when the events after the id cannot all be given: no history of
+# this Redis process, another epoch, an offset beyond the newest, or the first event
+# after the id trimmed (size) or expired (ttl); else {last offset, the entries after the
+# id up to it}. The header of a message is [origin, number, time, ...] (see _Head).
 _SINCE = f"""
 local meta = redis.call('HMGET', KEYS[1], 'e', 's', 'r')
-if not meta[1] or meta[3] ~= {_RUN_ID} then
-  return {{}}
+if not meta[1] or meta[3] ~= {_RUN_ID} or meta[1] ~= ARGV[1] then
+  return false
 end
-return {{meta[1], meta[2], redis.call('XRANGE', KEYS[2], ARGV[1], '+')}}
+local top = tonumber(meta[2])
+local after = tonumber(ARGV[2])
+if after > top then
+  return false
+end
+if after == top then
+  return {{meta[2], {{}}}}
+end
+local first = string.format('%d-0', after + 1)
+local head = redis.call('XRANGE', KEYS[2], first, first)
+if #head == 0 then
+  return false
+end
+local fields = head[1][2]
+for i = 1, #fields - 1, 2 do
+  if fields[i] == 'd' then
+    local msg = fields[i + 1]
+    local nl = string.find(msg, '\\n', 1, true)
+    if nl then
+      local ok, h = pcall(cjson.decode, string.sub(msg, 1, nl - 1))
+      if ok and type(h) == 'table' and type(h[3]) == 'number' and h[3] < tonumber(ARGV[3]) then
+        return false
+      end
+    end
+  end
+end
+return {{meta[2], redis.call('XRANGE', KEYS[2], first, string.format('%d-0', top))}}
 """
 
 # KEYS: meta. Returns {epoch, last offset, 1 if the history is of this Redis process}, or
@@ -603,31 +638,28 @@ class RedisBackplane(Backplane):
         return decoded
 
     async def since(self, channel: str, since: EventId) -> list[Event] | None:
+        horizon = self._clock() - self._histories[channel].ttl
         try:
             reply = await self._since_script(
                 keys=[self._meta(channel), self._stream(channel)],
-                args=[f"{since.offset + 1}-0"],
+                args=[since.epoch, str(since.offset), repr(horizon)],
                 client=self.redis,
             )
         except (RedisError, OSError) as e:
             self._fail(e)
             raise _unavailable(e) from None
         self._ok()
-        if not reply:
-            return None  # no history, or one from before Redis restarted
-        epoch_b, top_b, entries = reply
-        if epoch_b.decode() != since.epoch:
-            return None
+        if reply is None:
+            return None  # the script found the events cannot all be given (see _SINCE)
+        top_b, entries = reply
         top = int(top_b)
-        if since.offset > top:
-            return None
-        if since.offset == top:
+        if since.offset >= top:
             return []
         events = [e for _, e in self._decode_entries(entries) if e.offset <= top]
         want = top - since.offset
         if len(events) != want or events[0].offset != since.offset + 1:
-            return None  # trimmed (size) or expired
-        if events[0].time < self._clock() - self._histories[channel].ttl:
+            return None  # trimmed (size) or expired meanwhile, or an entry is undecodable
+        if events[0].time < horizon:
             return None  # older than history.ttl, as the memory backplane would say
         return events
 
@@ -641,21 +673,27 @@ class RedisBackplane(Backplane):
         return EventId(epoch, top) if epoch else None
 
     async def last(self, channel: str, match: Callable[[Event], bool]) -> Event | None:
-        horizon = self._clock() - self._histories[channel].ttl
+        history = self._histories[channel]
+        horizon = self._clock() - history.ttl
+        left = history.initial_scan
+        count = min(left, LAST_FIRST_PAGE)
         upper = "+"
         try:
-            while True:
+            while count > 0:
                 entries = await self.redis.xrevrange(
-                    self._stream(channel), max=upper, min="-", count=100
+                    self._stream(channel), max=upper, min="-", count=count
                 )
                 for _, event in self._decode_entries(entries):
                     if event.time < horizon:
                         return None
                     if match(event):
                         return event
-                if len(entries) < 100:
-                    return None
+                if len(entries) < count:
+                    return None  # the oldest kept event was read
+                left -= count
+                count = min(left, LAST_PAGE)
                 upper = "(" + entries[-1][0].decode()
+            return None  # none of the newest initial_scan events matches
         except (RedisError, OSError) as e:
             self._fail(e)
             raise _unavailable(e) from None
