@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import math
 from collections.abc import Iterator, Mapping
 from functools import partial
@@ -21,6 +22,9 @@ from sanic.response import HTTPResponse
 
 # A runtime import: sanic-ext (dependency injection, OpenAPI) evaluates handler type hints.
 from sanic.server.websockets.impl import WebsocketImplProtocol
+from websockets import http11
+from websockets.datastructures import Headers as WSHeaders
+from websockets.server import ServerProtocol
 
 from . import redact
 from .apidocs.routes import register_api_docs
@@ -56,6 +60,13 @@ if TYPE_CHECKING:
 __all__ = ["build_blueprint"]
 
 _encoder = msgspec.json.Encoder()
+
+#: websockets logs every refused handshake with its traceback; the connection log's
+#: "refused" line says what was wrong (docs/reference/logging.md).
+_handshake_logger = logging.getLogger("sanic_realtime.handshake")
+_handshake_logger.addHandler(logging.NullHandler())
+_handshake_logger.propagate = False
+
 
 #: Query parameters read by authentication, never filters.
 _AUTH_PARAMS = frozenset({"token", "ticket"})
@@ -124,6 +135,19 @@ def _welcome(conn: Connection, identity: Identity | None) -> dict[str, Any]:
             else None
         ),
     }
+
+
+def check_handshake(request: Request) -> None:
+    """Refuse an upgrade request that websockets would refuse (no or bad
+    ``Sec-WebSocket-Key``, a version other than 13, a missing ``Connection: Upgrade``),
+    with websockets' own status and reason, before a slot is reserved for it."""
+    ws_request = http11.Request(path=request.path, headers=WSHeaders(request.headers))
+    response = ServerProtocol(logger=_handshake_logger).accept(ws_request)
+    if response.status_code != 101:
+        # The first paragraph: the rest is advice for someone who opened it in a browser.
+        body = response.body.decode(errors="replace").split("\n\n")[0].strip()
+        reason = body or response.reason_phrase
+        raise ClientError(reason, code="invalid_handshake", status=response.status_code)
 
 
 # --------------------------------------------------------------------------- query -> plan
@@ -233,6 +257,7 @@ def build_blueprint(realtime: Realtime) -> Blueprint:
                     code="upgrade_required",
                     status=426,
                 )
+            check_handshake(request)
             if not hub.backplane.available:
                 # It could not replay history or promise live events: the client retries.
                 raise ServerUnavailable(
@@ -247,6 +272,16 @@ def build_blueprint(realtime: Realtime) -> Blueprint:
         request.ctx.realtime_reservation = reservation
         request.ctx.realtime_identity = identity
         return None
+
+    @bp.on_response
+    async def release_unused_slot(request: Request, response: HTTPResponse) -> None:
+        # The handler takes the reserved slot (hub.register); any other answer (a
+        # handshake that websockets still refused, an error) must give it back now, not
+        # when the reservation expires.
+        reservation = getattr(request.ctx, "realtime_reservation", None)
+        if reservation is not None and response.status != 101:
+            request.ctx.realtime_reservation = None
+            hub.release(reservation)
 
     def refused(request: Request, error: ClientError) -> None:
         if realtime.metrics is not None:
@@ -296,6 +331,7 @@ def build_blueprint(realtime: Realtime) -> Blueprint:
         )
         hooks = {ch: partial(hook, request) for ch, hook in realtime.initial_state_hooks.items()}
         session = Session(hub, conn, socket.recv, hooks, verifier=guard.verifier)
+        socket.gate = session.admit_frame
         try:
             # The info dict is not kept in this frame: it lives only as long as the reply.
             await session.run(request.ctx.realtime_plan, _welcome(conn, identity))
@@ -310,6 +346,8 @@ def build_blueprint(realtime: Realtime) -> Blueprint:
             hub.abort(conn, CLOSE_SERVER_ERROR, "server error")
         finally:
             hub.unregister(conn)
+            # Sanic closes TCP when the handler returns: not before the handshake ends.
+            await socket.wait_closed()
 
     @bp.websocket(
         f"{prefix}/<channel:str>",

@@ -375,6 +375,10 @@ class Hub:
         self._reservations.add(reservation)
         return reservation
 
+    def release(self, reservation: Reservation) -> None:
+        """Give back a slot whose request was not upgraded after all."""
+        self._reservations.discard(reservation)
+
     def register(
         self,
         socket: Socket,

@@ -56,6 +56,19 @@ class Session:
         self._monotonic = monotonic
         limit = hub.config.client_rate_limit
         self._bucket = TokenBucket(limit.messages, limit.per, monotonic())
+        #: Set when a frame was over ``client_rate_limit``: closed with 4429 once the
+        #: frames admitted before it are answered.
+        self.limited = False
+
+    def admit_frame(self) -> bool:
+        """The transport's gate, asked for every incoming frame (messages, pings, pongs,
+        continuation frames): any frame is traffic, and each counts toward
+        ``client_rate_limit``. False: the transport takes no more frames."""
+        if not self._bucket.allow(self._monotonic()):
+            self.limited = True
+            return False
+        self.hub.touch(self.conn)
+        return True
 
     async def run(self, initial: Sequence[SubRequest], info: Mapping[str, Any]) -> None:
         """Send ``connection_established`` (subscribing to ``initial``), then serve
@@ -68,17 +81,15 @@ class Session:
         while not conn.closing:
             frame = await self.receive()
             if frame is None:
-                return
-            hub.touch(conn)
-            if not self._bucket.allow(self._monotonic()):
-                limit = hub.config.client_rate_limit
-                await hub.close(
-                    conn,
-                    CLOSE_RATE_LIMITED,
-                    f"too many messages: limit {limit.messages} per {limit.per:g}s",
-                )
-                return
+                break
             await self.handle(frame)
+        if self.limited and not conn.closing:
+            limit = hub.config.client_rate_limit
+            await hub.close(
+                conn,
+                CLOSE_RATE_LIMITED,
+                f"too many messages: limit {limit.messages} per {limit.per:g}s",
+            )
 
     def error(self, code: str, message: str) -> None:
         self.hub.send_control(self.conn, "error", {"code": code, "message": message})

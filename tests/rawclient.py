@@ -8,6 +8,7 @@ never sends the pongs the protocol prepares unless asked to send something.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 from typing import Any
@@ -64,11 +65,17 @@ class RawClient:
         self._pump_events()
         return bool(data)
 
-    async def read_until_closed(self, timeout: float = 10.0) -> None:
-        """Read everything until the server closes the connection."""
+    async def read_until_closed(self, timeout: float = 10.0, *, answer_close: bool = False) -> None:
+        """Read everything until the server closes the connection. ``answer_close``:
+        reply to the server's close frame (completing the closing handshake), as a
+        well-behaved client does; without it the client never answers."""
         async with asyncio.timeout(timeout):
             while not self.eof:
                 await self._read_once(timeout)
+                if answer_close and self.protocol.close_rcvd is not None:
+                    answer_close = False
+                    with contextlib.suppress(OSError):  # the server may be gone already
+                        await self._send_pending()
 
     async def read_for(self, seconds: float) -> None:
         """Read whatever arrives during ``seconds``."""

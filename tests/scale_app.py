@@ -3,7 +3,8 @@
     RT_BACKPLANE=redis://... RT_PREFIX=rt-test-x python -m sanic tests.scale_app:create_app \\
         --factory --single-process --port 8001
 
-``RT_METRICS=1`` turns the Prometheus metrics on (at /metrics).
+``RT_METRICS=1`` turns the Prometheus metrics on (at /metrics); ``RT_CLIENT_RATE=N`` sets
+``client_rate_limit`` to N frames per second.
 
 BASE's channels (see conftest.py), JWT auth on the test secret, a static admin token, and
 a ``POST /kick?user_id=`` route that calls ``realtime.disconnect``, and an empty page at
@@ -36,6 +37,7 @@ def create_app() -> Sanic:
             "admin": {"token": ADMIN_TOKEN},
             "heartbeat_interval": "5s",
             "metrics": {"enabled": os.environ.get("RT_METRICS") == "1"},
+            "client_rate_limit": {"messages": int(os.environ.get("RT_CLIENT_RATE", "50"))},
         }
     )
     realtime = Realtime(config)

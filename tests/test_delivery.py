@@ -169,7 +169,7 @@ async def test_slow_reader_is_disconnected_and_never_blocks_others(serve: Any) -
     stats = realtime.stats()
     assert stats["slow_disconnects"] == 1
     assert stats["messages_dropped"] >= 1
-    await slow.read_until_closed()
+    await slow.read_until_closed(answer_close=True)
     assert slow.close_code == 4008
     assert "slow consumer" in (slow.close_reason or "")
     received = [m["data"]["i"] for m in slow.messages() if m.get("channel") == "logs"]
@@ -205,7 +205,7 @@ async def test_back_to_back_burst_keeps_order_policies_and_close_handshakes(serv
             got = [(await recv_json(ws))["data"]["i"] for _ in range(total)]
             assert got == list(range(total))
             await no_message(ws, 0.01)
-        await slow.read_until_closed()
+        await slow.read_until_closed(answer_close=True)
         assert slow.close_code == 4008
         received = [m["data"]["i"] for m in slow.messages() if m.get("channel") == "logs"]
         assert received == list(range(len(received))) and len(received) < total

@@ -74,7 +74,7 @@ async def test_heartbeat_pings_and_silent_client_timeout(serve: Any) -> None:
     silent = await RawClient.connect(server.port, "/ws/logs")
     async with server.connect("/ws/logs", ping_interval=None) as lively:
         await recv_json(lively)
-        await silent.read_until_closed(timeout=3.0)
+        await silent.read_until_closed(timeout=3.0, answer_close=True)
         assert silent.pings() >= 2
         assert silent.close_code == 1011
         assert "client timeout" in (silent.close_reason or "")

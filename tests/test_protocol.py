@@ -299,7 +299,7 @@ async def test_invalid_utf8_closes_1007(serve: Any) -> None:
     try:
         await client.read_for(0.2)
         await client.send_text_bytes(b'{"type": "ping", "x": "\xff\xfe"}')
-        await client.read_until_closed()
+        await client.read_until_closed(answer_close=True)
         assert client.close_code == 1007
         assert "UTF-8" in (client.close_reason or "")
         await asyncio.sleep(0.05)
@@ -331,7 +331,7 @@ async def test_messages_sent_back_to_back_are_all_answered_in_order(serve: Any) 
         ]
         client.protocol.send_close(1000, "bye")
         await client._send_pending()
-        await client.read_until_closed()
+        await client.read_until_closed(answer_close=True)
         assert client.close_code == 1000
         await asyncio.sleep(0.05)
         stats = server.realtime.stats()
