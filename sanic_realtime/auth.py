@@ -18,6 +18,7 @@ Token sources, in this order (the first one present is used, and must be valid):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -40,8 +41,14 @@ __all__ = [
 
 #: The subprotocol a browser offers, followed by its token: ``["bearer", token]``.
 BEARER_SUBPROTOCOL = "bearer"
-#: Longer strings are not tokens we would accept; refuse before parsing them.
+#: Longer strings are not tokens we would accept; refuse before parsing them. This also
+#: bounds what a token can carry (a role list of a few thousand names at most).
 MAX_TOKEN_LENGTH = 16384
+#: The time claims, RFC 7519 NumericDates: JSON numbers of seconds since 1970.
+TIME_CLAIMS = ("exp", "nbf", "iat")
+#: The last second a NumericDate may name: 9999-12-31T23:59:59Z (the last one Python's
+#: datetime, and so an RFC 3339 ``expires_at``, can show).
+MAX_NUMERIC_DATE = 253402300799
 
 
 class Identity(msgspec.Struct, frozen=True, kw_only=True):
@@ -114,6 +121,45 @@ def _claim(claims: Mapping[str, Any], name: str) -> Any:
     return value
 
 
+def _json_kind(value: Any) -> str:
+    """What a JSON value is, for a message (never the value itself: it may be long)."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, float) and value != value:
+        return "NaN"
+    if isinstance(value, float) and value in (float("inf"), float("-inf")):
+        return "Infinity"
+    if isinstance(value, (int, float)):
+        return "a number out of range"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+def numeric_date(claims: Mapping[str, Any], name: str) -> float | None:
+    """The time claim ``name`` in seconds, None when absent; ``Unauthorized``
+    (``invalid_token``, naming the claim) unless it is an RFC 7519 NumericDate: a JSON
+    number (not a string, not a boolean; NaN and Infinity are not JSON numbers) from 0
+    to :data:`MAX_NUMERIC_DATE`."""
+    if name not in claims:
+        return None
+    value = claims[name]
+    # Comparisons, not float() first: a huge int does not overflow, NaN compares false.
+    if (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and 0 <= value <= MAX_NUMERIC_DATE
+    ):
+        return float(value)
+    raise Unauthorized(
+        f"invalid token: the {name!r} claim must be a JSON number of seconds since 1970 "
+        f"(RFC 7519 NumericDate, at most {MAX_NUMERIC_DATE}), got {_json_kind(value)}",
+        code="invalid_token",
+    )
+
+
 class TokenVerifier:
     """Verifies JWTs as ``auth`` says: key, algorithms, audience, issuer, expiry, claims."""
 
@@ -143,6 +189,11 @@ class TokenVerifier:
             "require": ["exp"] if auth.require_exp else [],
             # A token may carry an audience we were not told to check.
             "verify_aud": auth.audience is not None,
+            # PyJWT takes int(claim): "exp": "1796..." would pass, and true would be 1.
+            # verify() checks the time claims itself, once they are known to be numbers.
+            "verify_exp": False,
+            "verify_nbf": False,
+            "verify_iat": False,
             "enforce_minimum_key_length": True,
         }
 
@@ -179,16 +230,38 @@ class TokenVerifier:
                 leeway=float(self.auth.leeway),
                 options=self._options,  # type: ignore[arg-type]
             )
-        except jwt.ExpiredSignatureError:
-            raise Unauthorized("the token has expired", code="token_expired") from None
+        except jwt.exceptions.InvalidSubjectError as e:
+            raise Unauthorized(
+                f"invalid token: {e} (the 'sub' claim)", code="invalid_token"
+            ) from None
         except jwt.InvalidTokenError as e:
             raise Unauthorized(f"invalid token: {e}", code="invalid_token") from None
+        except RecursionError:  # from json.loads, in PyJWT versions that let it through
+            raise Unauthorized(
+                "invalid token: its JSON is nested too deeply", code="invalid_token"
+            ) from None
+        self._check_times(claims, time.time())
         identity = self.identity(claims)
-        # jwt.decode checked against the wall clock; a caller's clock (tests) also counts.
+        # The wall clock counted above; a caller's clock (tests) also counts.
         expires_at = identity.expires_at
         if now is not None and expires_at is not None and expires_at + self.auth.leeway <= now:
             raise Unauthorized("the token has expired", code="token_expired")
         return identity
+
+    def _check_times(self, claims: Mapping[str, Any], now: float) -> None:
+        """PyJWT's checks of ``exp``, ``nbf`` and ``iat``, on claims that must be numbers."""
+        exp, nbf, iat = (numeric_date(claims, name) for name in TIME_CLAIMS)
+        leeway = float(self.auth.leeway)
+        if exp is not None and exp <= now - leeway:
+            raise Unauthorized("the token has expired", code="token_expired")
+        if nbf is not None and nbf > now + leeway:
+            raise Unauthorized(
+                "invalid token: The token is not yet valid (nbf)", code="invalid_token"
+            )
+        if iat is not None and iat > now + leeway:
+            raise Unauthorized(
+                "invalid token: The token is not yet valid (iat)", code="invalid_token"
+            )
 
     def _jwk_for(self, token: str) -> Any:
         assert self._jwks is not None
@@ -227,9 +300,7 @@ class TokenVerifier:
                 "of strings",
                 code="invalid_token",
             )
-        exp = claims.get("exp")
-        expires_at = float(exp) if isinstance(exp, (int, float)) else None
-        return Identity(user_id=str(user), roles=roles, expires_at=expires_at)
+        return Identity(user_id=str(user), roles=roles, expires_at=numeric_date(claims, "exp"))
 
 
 _identity_encoder = msgspec.json.Encoder()
@@ -241,4 +312,20 @@ def encode_identity(identity: Identity) -> bytes:
 
 
 def decode_identity(data: bytes) -> Identity:
-    return _identity_decoder.decode(data)
+    """The identity stored with a ticket; ``Unauthorized`` (``invalid_ticket``) when the
+    stored value is not one that :func:`encode_identity` could have written."""
+    try:
+        identity = _identity_decoder.decode(data)
+    except (msgspec.DecodeError, RecursionError, TypeError) as e:
+        raise Unauthorized(
+            f"the identity stored with this ticket is unreadable: {str(e)[:200]}",
+            code="invalid_ticket",
+        ) from None
+    exp = identity.expires_at
+    if not identity.user_id or (exp is not None and not 0 <= exp <= MAX_NUMERIC_DATE):
+        raise Unauthorized(
+            "the identity stored with this ticket is unreadable: no user, or an expiry "
+            "out of range",
+            code="invalid_ticket",
+        )
+    return identity
