@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable
+from urllib.parse import unquote_plus
 
-__all__ = ["LOGGERS", "RedactSecrets", "install", "redact"]
+__all__ = ["LOGGERS", "SECRET_NAMES", "RedactSecrets", "install", "redact"]
 
 #: Every logger of Sanic, of websockets and of this package that can see a request URL
 #: or a client frame.
@@ -33,22 +34,39 @@ LOGGERS = (
 
 REDACTED = "[redacted]"
 
-_PATTERNS = (
-    # ?token=... &ticket=... in URLs and query strings
-    re.compile(r"(?i)((?:[?&;]|\b)(?:token|ticket|access_token)=)[^&\s#'\"]+"),
-    # "token": "..." in JSON frames
-    re.compile(r"(?i)(\"(?:token|ticket|access_token)\"\s*:\s*\")[^\"]*"),
-    # Authorization: Bearer ...
-    re.compile(r"(?i)(bearer[\s,]+)[A-Za-z0-9._~+/=-]{8,}"),
-)
+#: Names whose value is a secret, compared after decoding (``?tick%65t=`` is ``ticket``
+#: to Sanic's query parser, ``"\\u0074oken"`` is ``token`` to a JSON decoder).
+SECRET_NAMES = frozenset({"token", "ticket", "access_token"})
+
+# name=value in URLs and query strings; the name may be percent-encoded.
+_QUERY_PAIR = re.compile(r"(?:(?<=[?&;])|(?<![\w%.+-]))([\w%.+-]+=)([^&\s#'\"]+)")
+# "name": "value" in JSON frames (and their repr in a frame log: backslashes doubled).
+_JSON_PAIR = re.compile(r'("((?:[^"\\]|\\.){1,200})"\s*:\s*")([^"]*)')
+_JSON_ESCAPE = re.compile(r"\\+(?:u([0-9a-fA-F]{4})|(.))")
+# Authorization: Bearer ...
+_BEARER = re.compile(r"(?i)(bearer[\s,]+)[A-Za-z0-9._~+/=-]{8,}")
 # Any JWT (header.payload.signature, base64url of a JSON object), wherever it appears.
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
+def _query_name(raw: str) -> str:
+    # As Sanic's query parser reads a name (urllib.parse.parse_qsl: "+" is a space).
+    return unquote_plus(raw[:-1]).lower()
+
+
+def _json_name(raw: str) -> str:
+    return _JSON_ESCAPE.sub(lambda m: chr(int(m[1], 16)) if m[1] else m[2], raw).lower()
+
+
 def redact(text: str) -> str:
-    for pattern in _PATTERNS:
-        text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
+    text = _QUERY_PAIR.sub(
+        lambda m: m[1] + REDACTED if _query_name(m[1]) in SECRET_NAMES else m[0], text
+    )
+    text = _JSON_PAIR.sub(
+        lambda m: m[1] + REDACTED if _json_name(m[2]) in SECRET_NAMES else m[0], text
+    )
+    text = _BEARER.sub(lambda m: m[1] + REDACTED, text)
     return _JWT.sub(REDACTED, text)
 
 

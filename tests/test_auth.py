@@ -325,6 +325,36 @@ def test_redact_urls_json_headers_and_bare_jwts() -> None:
     assert "level=warn" in out and "x=1" in out and "token=[redacted]" in out
 
 
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("GET /ws/logs?level=warn&tick%65t=opaque123&x=1", "opaque123"),
+        ("GET /ws/logs?%74oken=%65yJhbGciOi", "yJhbGciOi"),
+        ("GET /ws/logs?%54%4F%4B%45%4E=s3cret", "s3cret"),
+        ("GET /ws/logs?access%5Ftoken=s3cret", "s3cret"),
+        ('{"type": "refresh", "\\u0074oken": "\\u0065yJhbGciOi"}', "yJhbGciOi"),
+        ("""< TEXT '{"type":"refresh","\\\\u0074oken":"opaque"}' [40 bytes]""", "opaque"),
+    ],
+    ids=[
+        "percent-ticket",
+        "percent-token",
+        "percent-upper",
+        "percent-underscore",
+        "json-escape",
+        "frame-log-repr",
+    ],
+)
+def test_redact_decodes_names_first(text: str, secret: str) -> None:
+    """Names as Sanic's query parser and a JSON decoder read them (issue 17, item 7)."""
+    out = redact(text)
+    assert secret not in out and "[redacted]" in out
+
+
+def test_redact_keeps_other_names() -> None:
+    text = 'GET /ws/logs?mytoken=1&tokens=2&level=warn {"tickets": "3"}'
+    assert redact(text) == text
+
+
 def test_filter_rewrites_message_extra_and_traceback() -> None:
     secret = token("alice")
     record = logging.makeLogRecord(

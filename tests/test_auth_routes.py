@@ -515,6 +515,21 @@ async def test_tokens_and_tickets_never_reach_the_logs(serve: Any, captured: _Ca
     await refusal(server, f"/ws/logs?ticket={ticket}")  # used: refused, and logged
     async with server.connect("/ws/logs", subprotocols=["bearer", good]) as ws:
         await established(ws)
+    # Names (and values) as Sanic and msgspec decode them, not as they are written:
+    # ?%74oken= is token, ?tick%65t= is ticket, "\u0074oken" is token.
+    encoded = token("alice", "admin", exp_in=600, aud="dash")
+    secrets.append(encoded[1:])  # the log has the URL as sent: %65yJ...
+    async with server.connect(f"/ws/logs?%74oken=%65{encoded[1:]}") as ws:
+        await established(ws)
+        refreshed = token("alice", "admin", exp_in=800, aud="dash")
+        escaped = "\\u0065" + refreshed[1:]
+        secrets.append(refreshed[1:])
+        await ws.send('{"type": "refresh", "\\u0074oken": "%s"}' % escaped)
+        await recv_until(ws, "refreshed")
+    ticket = await get_ticket(server, good)
+    secrets.append(ticket)
+    async with server.connect(f"/ws/logs?tick%65t={ticket}") as ws:
+        await established(ws)
     await asyncio.sleep(0.1)
 
     text = "\n".join(captured.lines)
@@ -522,6 +537,8 @@ async def test_tokens_and_tickets_never_reach_the_logs(serve: Any, captured: _Ca
     assert any(r.name == "sanic.access" for r in captured.records)
     assert "/ws/logs?level=warn&token=[redacted]" in text
     assert "ticket=[redacted]" in text
+    assert "?%74oken=[redacted]" in text and "?tick%65t=[redacted]" in text
+    assert 'u0074oken": "[redacted]' in text  # the frame log
     assert '"refresh"' in text
     # ... and the package's own connection log (sanic.websockets.realtime).
     events = {getattr(r, "realtime_event", None) for r in captured.records}
