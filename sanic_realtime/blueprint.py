@@ -32,7 +32,7 @@ from .assets import CLIENT_ASSETS, Asset
 from .auth import BEARER_SUBPROTOCOL, Identity, parse_subprotocols
 from .bodies import BroadcastRequest, BroadcastTarget
 from .config import RealtimeConfig
-from .events import utc_timestamp
+from .events import MAX_JSON_DEPTH, NESTED_TOO_DEEPLY, too_deep, utc_timestamp
 from .exceptions import (
     BadSince,
     ClientError,
@@ -415,6 +415,14 @@ def build_blueprint(realtime: Realtime) -> Blueprint:
                 raise ClientError(f"invalid broadcast body: {e}", code="invalid_body") from None
             except msgspec.DecodeError as e:
                 raise ClientError(f"the body is not JSON: {e}", code="invalid_json") from None
+            except RecursionError:
+                deep = f"the body's JSON is {NESTED_TOO_DEEPLY}"
+                raise ClientError(deep, code="invalid_json") from None
+            # Deep data that one decoder got through might stop a subscriber's (the body
+            # itself is one level).
+            if too_deep(body.data, MAX_JSON_DEPTH - 1):
+                deep = f"the body's JSON is {NESTED_TOO_DEEPLY}"
+                raise ClientError(deep, code="invalid_json")
             target = body.target or BroadcastTarget()
             result = await realtime.publish(
                 body.channel,

@@ -200,6 +200,8 @@ def do_publish(args: argparse.Namespace, out: TextIO) -> int:
         data = msgspec.json.decode(args.data) if args.data is not None else None
     except msgspec.DecodeError as e:
         raise UsageError(f"--data is not JSON: {e}") from None
+    except RecursionError:
+        raise UsageError("--data is not JSON this tool can read: nested too deeply") from None
     token = args.token or os.environ.get("REALTIME_ADMIN_TOKEN") or None
     reply = publish(
         args.url,
@@ -276,6 +278,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except Refused as e:
         print(f"error: the server refused the request: {e}", file=sys.stderr)
+        return 1
+    except RealtimeClientError as e:  # publish: a reply that is not the route's
+        print(f"error: {e}", file=sys.stderr)
         return 1
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)

@@ -140,7 +140,7 @@ class Refused(RealtimeClientError):
     @classmethod
     def from_response(cls, status: int, body: bytes, retry_after: str | None = None) -> Refused:
         code, message = f"http_{status}", body.decode("utf-8", "replace").strip()[:300]
-        with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+        with contextlib.suppress(msgspec.DecodeError, RecursionError):
             error = msgspec.json.decode(body, type=_ErrorBody).error
             code, message = error.code, error.message
         delay = None
@@ -756,7 +756,16 @@ class RealtimeClient:
         """One connection: the welcome, the subscriptions, then messages until it ends."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.connect_timeout
-        welcome = _decoder.decode(await asyncio.wait_for(ws.recv(), self.connect_timeout))
+        raw = await asyncio.wait_for(ws.recv(), self.connect_timeout)
+        try:
+            welcome = _decoder.decode(raw)
+        except (msgspec.DecodeError, RecursionError) as e:
+            reason = "nested too deeply" if isinstance(e, RecursionError) else str(e)
+            raise _Fatal(
+                RealtimeClientError(
+                    "protocol_error", f"the server's first message is not an envelope: {reason}"
+                )
+            ) from None
         if welcome.type != "connection_established":
             raise _Fatal(
                 RealtimeClientError(
@@ -881,8 +890,11 @@ class RealtimeClient:
             self._last_rx = loop.time()
             try:
                 message = _decoder.decode(raw)
-            except (msgspec.DecodeError, msgspec.ValidationError) as e:
-                logger.warning("realtime client: ignoring a message that is not an envelope: %s", e)
+            except (msgspec.DecodeError, RecursionError) as e:  # ValidationError included
+                reason = "nested too deeply" if isinstance(e, RecursionError) else e
+                logger.warning(
+                    "realtime client: ignoring a message that is not an envelope: %s", reason
+                )
                 continue
             if message.id is not None:
                 await self._deliver(message)
@@ -1073,7 +1085,14 @@ def publish(
         request.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            reply = msgspec.json.decode(response.read(), type=_BroadcastReply)
+            raw = response.read()
     except urllib.error.HTTPError as e:
         raise Refused.from_response(e.code, e.read(), e.headers.get("Retry-After")) from None
+    try:
+        reply = msgspec.json.decode(raw, type=_BroadcastReply)
+    except (msgspec.DecodeError, RecursionError) as e:
+        reason = "nested too deeply" if isinstance(e, RecursionError) else str(e)
+        raise RealtimeClientError(
+            "protocol_error", f"the server's reply is not a broadcast reply: {reason}"
+        ) from None
     return msgspec.structs.asdict(reply)

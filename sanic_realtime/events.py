@@ -8,8 +8,9 @@ it is published, and the same bytes go to every subscriber.
 
 Client messages are a tagged union on ``type`` (``subscribe``, ``unsubscribe``,
 ``ping``), decoded in two steps so that each kind of mistake gets its own error
-code: not JSON (``invalid_json``), not an object (``invalid_message``), an unknown
-``type`` (``unknown_type``), wrong fields (``invalid_message`` naming the ``$.path``).
+code: not JSON, or JSON nested more than :data:`MAX_JSON_DEPTH` levels deep
+(``invalid_json``), not an object (``invalid_message``), an unknown ``type``
+(``unknown_type``), wrong fields (``invalid_message`` naming the ``$.path``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import msgspec
 from .exceptions import BadMessage
 
 __all__ = [
+    "MAX_JSON_DEPTH",
+    "NESTED_TOO_DEEPLY",
     "ClientMessage",
     "Event",
     "EventId",
@@ -33,6 +36,7 @@ __all__ = [
     "encode_control",
     "encode_event",
     "encode_event_parts",
+    "too_deep",
     "utc_timestamp",
 ]
 
@@ -181,6 +185,31 @@ ClientMessage = Subscribe | Unsubscribe | Ping | Refresh
 _KNOWN_TYPES = ("subscribe", "unsubscribe", "ping", "refresh")
 _any_decoder = msgspec.json.Decoder()
 
+#: Levels of arrays and objects a client frame or a broadcast body may nest (serde_json's
+#: default limit). Decoders give up (``RecursionError``) near Python's recursion limit,
+#: ~1000 levels less the caller's stack, so what one process decoded another might not:
+#: refusing far below that keeps every event decodable by every subscriber.
+MAX_JSON_DEPTH = 128
+NESTED_TOO_DEEPLY = f"nested too deeply: more than {MAX_JSON_DEPTH} levels of arrays and objects"
+
+
+def too_deep(value: Any, levels: int = MAX_JSON_DEPTH) -> bool:
+    """Whether decoded JSON nests arrays and objects more than ``levels`` deep (an array
+    or an object is one level; a scalar none). Iterative: no recursion of its own."""
+    if not isinstance(value, (dict, list)):
+        return False
+    if levels < 1:
+        return True
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, (dict, list)):
+                if depth >= levels:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
 
 def decode_client_message(frame: str | bytes) -> ClientMessage:
     """Decode one text frame; ``BadMessage`` (with a protocol error ``code``) otherwise."""
@@ -188,6 +217,10 @@ def decode_client_message(frame: str | bytes) -> ClientMessage:
         obj = _any_decoder.decode(frame)
     except msgspec.DecodeError as e:
         raise BadMessage(f"malformed JSON: {e}", code="invalid_json") from None
+    except RecursionError:
+        raise BadMessage(f"JSON {NESTED_TOO_DEEPLY}", code="invalid_json") from None
+    if too_deep(obj):
+        raise BadMessage(f"JSON {NESTED_TOO_DEEPLY}", code="invalid_json")
     if not isinstance(obj, dict):
         raise BadMessage(
             f"a message must be a JSON object, got {type(obj).__name__}", code="invalid_message"

@@ -524,7 +524,7 @@ async def test_tokens_and_tickets_never_reach_the_logs(serve: Any, captured: _Ca
         refreshed = token("alice", "admin", exp_in=800, aud="dash")
         escaped = "\\u0065" + refreshed[1:]
         secrets.append(refreshed[1:])
-        await ws.send('{"type": "refresh", "\\u0074oken": "%s"}' % escaped)
+        await ws.send(f'{{"type": "refresh", "\\u0074oken": "{escaped}"}}')
         await recv_until(ws, "refreshed")
     ticket = await get_ticket(server, good)
     secrets.append(ticket)

@@ -16,6 +16,7 @@ from .conftest import make_realtime
 from .processes import Cluster
 from .redis_support import new_prefix, redis_url
 from .test_client import publish_numbered, until
+from .test_hardening_inputs import nested
 from .tokens import jwt_realtime, token
 
 COMMAND = Path(sys.executable).with_name("sanic-realtime")
@@ -172,6 +173,19 @@ async def test_publish_prints_recipients(serve: Any, cli: Any) -> None:
     run = await cli("publish", url, "--channel", "logs", "--type", "t", "--data", "{bad")
     assert await run.finish() == 2
     assert run.err[0].startswith("sanic-realtime: error: --data is not JSON")
+
+
+async def test_cli_publish_of_deep_data(serve: Any, cli: Any) -> None:
+    """Too deep for the tool itself: usage error (2). Decodable here but over the
+    server's limit: the server's 400 invalid_json, exit 1."""
+    server = await serve(make_realtime())
+    url = f"http://127.0.0.1:{server.port}"
+    run = await cli("publish", url, "--channel", "logs", "--type", "t", "--data", nested(5000))
+    assert await run.finish() == 2
+    assert "--data is not JSON this tool can read: nested too deeply" in run.err[0]
+    run = await cli("publish", url, "--channel", "logs", "--type", "t", "--data", nested(300))
+    assert await run.finish() == 1
+    assert "HTTP 400 invalid_json" in run.err[0]
 
 
 async def test_publish_needs_the_admin_token(serve: Any, cli: Any) -> None:

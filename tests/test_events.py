@@ -15,6 +15,7 @@ from sanic_realtime.events import (
     Unsubscribe,
     decode_client_message,
     encode_control,
+    too_deep,
     utc_timestamp,
 )
 from sanic_realtime.exceptions import BadMessage
@@ -115,3 +116,17 @@ def test_bad_client_messages(frame: str, code: str, words: str) -> None:
         decode_client_message(frame)
     assert info.value.code == code
     assert words in info.value.message
+
+
+def test_too_deep_counts_arrays_and_objects_without_recursing() -> None:
+    assert not too_deep(1, 0) and not too_deep("x" * 10, 0)
+    assert not too_deep({"a": [1, {"b": 2}]}, 3)
+    assert too_deep({"a": [1, {"b": 2}]}, 2)
+    assert too_deep([], 0) and not too_deep([], 1)
+    deep: list[object] = []
+    node = deep
+    for _ in range(100_000):  # far past the recursion limit: still answered
+        child: list[object] = []
+        node.append(child)
+        node = child
+    assert too_deep(deep, 128) and not too_deep(deep, 100_001)

@@ -633,7 +633,7 @@ class RedisBackplane(Backplane):
                 fields = dict(zip(fields[::2], fields[1::2], strict=True))
             try:
                 decoded.append(self._decode(fields[b"d"]))
-            except (KeyError, ValueError, msgspec.DecodeError, TypeError) as e:
+            except (KeyError, ValueError, msgspec.DecodeError, TypeError, RecursionError) as e:
                 logger.error("skipping an undecodable history entry: %s", e)
         return decoded
 
@@ -897,7 +897,7 @@ class RedisBackplane(Backplane):
                 if event_id.epoch == last.epoch and event_id.offset <= last.offset:
                     return
             head, event = self._decode(raw)
-        except (ValueError, msgspec.DecodeError, TypeError) as e:
+        except (ValueError, msgspec.DecodeError, TypeError, RecursionError) as e:
             logger.error("ignoring an undecodable message on %r: %s", name, e)
             return
         if last is not None and last.epoch == event.id.epoch:
