@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from .exceptions import ConfigError
+from .origins import origin_problem
 
 __all__ = [
     "AdminConfig",
@@ -54,7 +55,6 @@ _FILTER_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 # An origin, or a pattern whose first host label is ``*`` (one or more labels).
-_ORIGIN_RE = re.compile(r"^[a-z][a-z0-9+.-]*://(\*\.)?[A-Za-z0-9_.-]+(:\d+)?$")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _AT_PATH_RE = re.compile(r"^(?P<msg>.*) - at `\$(?P<path>.*)`$", re.DOTALL)
 
@@ -465,11 +465,8 @@ def check_config(config: RealtimeConfig, path: str = "realtime") -> None:
             "must not be empty: write ['*'] to allow every origin", f"{path}.allowed_origins"
         )
     for i, origin in enumerate(config.allowed_origins):
-        if origin != "*" and not _ORIGIN_RE.match(origin):
-            raise ConfigError(
-                f"not an origin (scheme://host[:port], or scheme://*.domain[:port]): {origin!r}",
-                f"{path}.allowed_origins[{i}]",
-            )
+        if (problem := origin_problem(origin)) is not None:
+            raise ConfigError(problem, f"{path}.allowed_origins[{i}]")
     backplane = config.backplane
     if backplane != "memory" and not backplane.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(

@@ -240,6 +240,13 @@ def test_limit_and_origin_config_checks() -> None:
         ({"max_subscriptions": 0}, "realtime.max_subscriptions"),
         ({"allowed_origins": ["https://a.*.com"]}, "realtime.allowed_origins[0]"),
         ({"allowed_origins": ["*.example.com"]}, "realtime.allowed_origins[0]"),
+        ({"allowed_origins": ["*", "https://a..example.com"]}, "realtime.allowed_origins[1]"),
+        ({"allowed_origins": ["https://*.example.com#"]}, "realtime.allowed_origins[0]"),
+        ({"allowed_origins": ["https://u@example.com"]}, "realtime.allowed_origins[0]"),
+        ({"allowed_origins": ["https://example.com/"]}, "realtime.allowed_origins[0]"),
+        ({"allowed_origins": ["https://ex\\ample.com"]}, "realtime.allowed_origins[0]"),
+        ({"allowed_origins": ["https://example.com:70000"]}, "realtime.allowed_origins[0]"),
+        ({"allowed_origins": ["null"]}, "realtime.allowed_origins[0]"),
     ):
         with pytest.raises(ConfigError) as info:
             parse_config(bad)
@@ -289,6 +296,17 @@ def test_identity_round_trips_through_a_ticket_value() -> None:
         ("https://example.com.evil.io", False),
         ("http://localhost:3000", False),
         ("null", False),
+        # No browser sends these (issue 17, item 8): each was allowed before.
+        ("https://evil.com#.example.com", False),
+        ("https://evil.com?.example.com", False),
+        ("https://user@a.example.com", False),
+        ("https://a..example.com", False),
+        ("https://evil.com\\.example.com", False),
+        ("https://-a.example.com", False),
+        ("https://a.example.com/", False),
+        ("https://a.example.com:", False),
+        ("https://a.example.com:443", True),  # the default port is no port
+        ("http://localhost:05173", True),
     ],
 )
 def test_origin_patterns(origin: str | None, allowed: bool) -> None:
