@@ -11,7 +11,7 @@ import asyncio
 import hmac
 import logging
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs
@@ -32,7 +32,7 @@ from .assets import CLIENT_ASSETS, Asset
 from .auth import BEARER_SUBPROTOCOL, Identity, parse_subprotocols
 from .bodies import BroadcastRequest, BroadcastTarget
 from .config import RealtimeConfig
-from .events import MAX_JSON_DEPTH, NESTED_TOO_DEEPLY, too_deep, utc_timestamp
+from .events import utc_timestamp
 from .exceptions import (
     BadSince,
     ClientError,
@@ -43,8 +43,16 @@ from .exceptions import (
     UnknownFilter,
 )
 from .filters import FilterParam
-from .hub import CLOSE_SERVER_ERROR, Connection
+from .hub import Connection, Reply
 from .log import connection_logger, logger
+from .protocol import (
+    MAX_JSON_DEPTH,
+    NESTED_TOO_DEEPLY,
+    CloseCode,
+    ConnectionEstablished,
+    ConnectionEstablishedData,
+    too_deep,
+)
 from .session import Session
 from .subscriptions import (
     SubRequest,
@@ -121,20 +129,28 @@ class _BearerIfOffered:
         return iter((BEARER_SUBPROTOCOL,) if BEARER_SUBPROTOCOL in offered else ())
 
 
-def _welcome(conn: Connection, identity: Identity | None) -> dict[str, Any]:
-    """The data of ``connection_established`` (docs/protocol.md)."""
-    return {
-        "status": "connected",
-        "client_id": conn.id,
-        "user_id": conn.user_id,
-        "role": conn.role,
-        "roles": list(identity.roles) if identity is not None else [],
-        "expires_at": (
-            utc_timestamp(identity.expires_at)
-            if identity is not None and identity.expires_at is not None
-            else None
-        ),
-    }
+def _welcome(
+    conn: Connection, identity: Identity | None
+) -> Callable[[Reply], ConnectionEstablished]:
+    """The builder of ``connection_established`` (docs/protocol.md)."""
+    expires_at = identity.expires_at if identity is not None else None
+    client_id, user_id, role = conn.id, conn.user_id, conn.role
+    roles = list(identity.roles) if identity is not None else []
+
+    def build(reply: Reply) -> ConnectionEstablished:
+        data = ConnectionEstablishedData(
+            status="connected",
+            client_id=client_id,
+            user_id=user_id,
+            role=role,
+            roles=roles,
+            expires_at=None if expires_at is None else utc_timestamp(expires_at),
+            channels=reply.channels,
+            recovered=reply.recovered,
+        )
+        return ConnectionEstablished(timestamp=reply.timestamp, data=data)
+
+    return build
 
 
 def check_handshake(request: Request) -> None:
@@ -333,17 +349,17 @@ def build_blueprint(realtime: Realtime) -> Blueprint:
         session = Session(hub, conn, socket.recv, hooks, verifier=guard.verifier)
         socket.gate = session.admit_frame
         try:
-            # The info dict is not kept in this frame: it lives only as long as the reply.
+            # The builder is not kept in this frame: it lives only as long as the reply.
             await session.run(request.ctx.realtime_plan, _welcome(conn, identity))
         except asyncio.CancelledError:
             raise
         except ServerUnavailable as e:  # the backplane went away during the set-up
             logger.warning("realtime connection %s: %s", conn.id, e.message)
-            hub.abort(conn, CLOSE_SERVER_ERROR, e.message[:120])
+            hub.abort(conn, CloseCode.SERVER_ERROR, e.message[:120])
         except Exception:
             # Sanic would close with 1000; an error must say 1011.
             logger.exception("realtime connection %s failed", conn.id)
-            hub.abort(conn, CLOSE_SERVER_ERROR, "server error")
+            hub.abort(conn, CloseCode.SERVER_ERROR, "server error")
         finally:
             hub.unregister(conn)
             # Sanic closes TCP when the handler returns: not before the handshake ends.

@@ -34,6 +34,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.uri import parse_uri
 
+from .protocol import CloseCode, Ping, Subscribe, Unsubscribe
+
 __all__ = [
     "ConnectionStatus",
     "Event",
@@ -56,9 +58,9 @@ StatusHandler: TypeAlias = "Callable[[ConnectionStatus], Any]"
 
 #: Close codes after which reconnecting would only repeat the failure (1008: the token
 #: expired or access was revoked; reconnects anyway when ``token`` is a function).
-_FATAL_CLOSES = frozenset({1007, 1008, 1009})
+_FATAL_CLOSES = frozenset({CloseCode.INVALID_DATA, CloseCode.POLICY, CloseCode.TOO_BIG})
 #: Our close code when the server stopped answering pings (4000-4999: private use).
-CLOSE_HEARTBEAT = 4000
+CLOSE_HEARTBEAT = CloseCode.HEARTBEAT
 #: ``error`` messages the server sends on its own, not as a reply to a client message.
 _UNSOLICITED_ERRORS = frozenset({"initial_state_failed"})
 #: Replies to a (re)subscription that a later attempt may not get: retried, not fatal.
@@ -85,22 +87,6 @@ class Event(msgspec.Struct, frozen=True, omit_defaults=True):
     def is_event(self) -> bool:
         """A published event (as opposed to a control message)."""
         return self.id is not None
-
-
-class _Subscribe(msgspec.Struct, tag="subscribe", tag_field="type", omit_defaults=True):
-    channels: list[str]
-    filter: dict[str, Any] | None = None
-    since: dict[str, str] | None = None
-    #: ask where each channel stands: the resume point before the first event arrives
-    positions: bool = False
-
-
-class _Unsubscribe(msgspec.Struct, tag="unsubscribe", tag_field="type"):
-    channels: list[str]
-
-
-class _Ping(msgspec.Struct, tag="ping", tag_field="type"):
-    pass
 
 
 _decoder = msgspec.json.Decoder(Event)
@@ -524,7 +510,9 @@ class RealtimeClient:
         ws = self._ws
         if ws is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(ws.close(1000, "client closed"), self.connect_timeout)
+                await asyncio.wait_for(
+                    ws.close(CloseCode.NORMAL, "client closed"), self.connect_timeout
+                )
         runner = self._runner
         if runner is not None and not runner.done():
             runner.cancel()
@@ -555,7 +543,9 @@ class RealtimeClient:
         try:
             # No since: a channel already subscribed switches filters without a gap (a
             # replay would repeat the events in flight); a new one starts from now.
-            reply = await self._request(ws, _Subscribe(names, flt, positions=True), pending)
+            reply = await self._request(
+                ws, Subscribe(channels=names, filter=flt or {}, positions=True), pending
+            )
         except _Lost:
             for name in names:  # made on the next connection instead
                 self._subs[name] = flt
@@ -569,7 +559,7 @@ class RealtimeClient:
         if ws is not None:
             pending = _Pending("unsubscribe", asyncio.get_running_loop().create_future())
             with contextlib.suppress(_Lost):  # if lost: not made on the next connection
-                await self._request(ws, _Unsubscribe(names), pending)  # raises if refused
+                await self._request(ws, Unsubscribe(channels=names), pending)  # raises if refused
         if "all" in names:
             names = list(self._subs)
         removed = [n for n in names if self._subs.pop(n, _ABSENT) is not _ABSENT]
@@ -820,7 +810,9 @@ class RealtimeClient:
                 since = {c: self._last_ids[c] for c in channels if c in self._last_ids}
                 self._pending.append(_Pending("subscribe", None, channels, flt, welcome=True))
                 await ws.send(
-                    _encoder.encode(_Subscribe(channels, flt, since or None, positions=True)),
+                    _encoder.encode(
+                        Subscribe(channels=channels, filter=flt or {}, since=since, positions=True)
+                    ),
                     text=True,
                 )
 
@@ -866,7 +858,7 @@ class RealtimeClient:
             try:
                 async with self._send_lock:
                     self._pending.append(_Pending("ping"))
-                    await ws.send(_encoder.encode(_Ping()), text=True)
+                    await ws.send(_encoder.encode(Ping()), text=True)
             except ConnectionClosed:
                 return
             await asyncio.sleep(self.pong_timeout)
@@ -911,7 +903,7 @@ class RealtimeClient:
             code, reason = 1006, "connection lost without a close frame"
         if self._closing:
             return
-        if code in _FATAL_CLOSES and not (code == 1008 and callable(self.token)):
+        if code in _FATAL_CLOSES and not (code == CloseCode.POLICY and callable(self.token)):
             self._status = replace(self._status, close_code=code, close_reason=reason)
             raise _Fatal(ServerClosed(code, reason))
         self._close_noted = True

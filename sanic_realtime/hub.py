@@ -28,7 +28,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol, cast
 
 import msgspec
 from websockets.frames import Frame, Opcode
@@ -36,23 +36,27 @@ from websockets.frames import Frame, Opcode
 from .auth import Identity
 from .backplanes.base import Backplane
 from .config import RealtimeConfig
-from .events import Event, encode_control, utc_timestamp
+from .events import Event, utc_timestamp
 from .exceptions import ServerUnavailable, TooManyRequests, UnknownChannel
 from .filters import Filter
 from .log import connection_logger, logger
+from .protocol import (
+    CloseCode,
+    ControlMessage,
+    ErrorData,
+    InBandError,
+    InitialState,
+    LossReason,
+    MessagesDropped,
+    MessagesDroppedData,
+    Subscribed,
+    SubscribedData,
+    encode,
+)
 from .rooms import Rooms
 from .subscriptions import SubRequest
 
-__all__ = ["Connection", "Hub", "PublishResult", "Socket", "SubRequest", "text_frame"]
-
-
-# Close codes (docs/protocol.md).
-CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_POLICY = 1008
-CLOSE_SERVER_ERROR = 1011
-CLOSE_SLOW_CONSUMER = 4008
-CLOSE_RATE_LIMITED = 4429
+__all__ = ["Connection", "Hub", "PublishResult", "Reply", "Socket", "SubRequest", "text_frame"]
 
 #: How long a slot reserved before the upgrade waits for its connection.
 RESERVATION_TTL = 30.0
@@ -109,6 +113,26 @@ def text_frame(payload: bytes) -> bytes:
     """A server-to-client text frame. Server frames are unmasked and no extension is
     negotiated, so one frame is valid for every connection."""
     return Frame(Opcode.TEXT, payload).serialize(mask=False)
+
+
+class Reply(NamedTuple):
+    """What the hub knows when it answers a subscription: the reply's builder (the
+    caller's) turns it into ``connection_established`` or ``subscribed``."""
+
+    timestamp: str
+    channels: list[str]
+    #: Per channel whose resume was asked: whether it succeeded.
+    recovered: dict[str, bool] | msgspec.UnsetType
+    #: With ``positions``: per channel, the id of its newest event.
+    positions: dict[str, str] | msgspec.UnsetType
+
+
+def subscribed(reply: Reply) -> Subscribed:
+    """The reply to a ``subscribe`` message (the default of :meth:`Hub.subscribe`)."""
+    data = SubscribedData(
+        channels=reply.channels, recovered=reply.recovered, positions=reply.positions
+    )
+    return Subscribed(timestamp=reply.timestamp, data=data)
 
 
 class PublishResult(msgspec.Struct, frozen=True):
@@ -332,7 +356,10 @@ class Hub:
         if conns:
             timeout = self.config.shutdown_timeout
             await asyncio.gather(
-                *(self.close(c, CLOSE_GOING_AWAY, "server shutting down", timeout) for c in conns),
+                *(
+                    self.close(c, CloseCode.GOING_AWAY, "server shutting down", timeout)
+                    for c in conns
+                ),
                 return_exceptions=True,
             )
         for task in list(self._tasks):
@@ -473,7 +500,7 @@ class Hub:
     def _expire(self, conn: Connection) -> None:
         conn.expiry = None
         if conn.id in self._conns and not conn.closing:
-            self._spawn(self.close(conn, CLOSE_POLICY, "token expired"))
+            self._spawn(self.close(conn, CloseCode.POLICY, "token expired"))
 
     def reidentify(self, conn: Connection, identity: Identity) -> None:
         """A refreshed token (same user): new roles and a new expiry for ``conn``."""
@@ -487,7 +514,7 @@ class Hub:
         *,
         user_id: str | None = None,
         role: str | None = None,
-        code: int = CLOSE_POLICY,
+        code: int = CloseCode.POLICY,
         reason: str = "access revoked",
     ) -> int:
         """Close every connection of ``user_id`` (or holding ``role``); returns how many.
@@ -746,17 +773,16 @@ class Hub:
         conn.closing = True
         self.slow_disconnects += 1
         reason = reason or f"slow consumer: buffer of {self._buffer_size} events full"
-        self._closed_with(conn, CLOSE_SLOW_CONSUMER, reason)
-        asyncio.get_running_loop().call_soon(self.abort, conn, CLOSE_SLOW_CONSUMER, reason)
+        self._closed_with(conn, CloseCode.SLOW_CONSUMER, reason)
+        asyncio.get_running_loop().call_soon(self.abort, conn, CloseCode.SLOW_CONSUMER, reason)
 
-    def send_control(
-        self, conn: Connection, type: str, data: Any, *, channel: str | None = None
-    ) -> None:
+    def send(self, conn: Connection, message: ControlMessage) -> None:
         """Queue a control message (bounded by buffer_size + CONTROL_MARGIN, not by events)."""
-        self._enqueue(conn, None, text_frame(self._control_payload(type, data, channel=channel)))
+        self._enqueue(conn, None, text_frame(encode(message)))
 
-    def _control_payload(self, type: str, data: Any, *, channel: str | None = None) -> bytes:
-        return encode_control(type, data, timestamp=utc_timestamp(self._clock()), channel=channel)
+    def timestamp(self) -> str:
+        """Now, as control messages carry it."""
+        return utc_timestamp(self._clock())
 
     # ----------------------------------------------------------------- writing
 
@@ -841,17 +867,17 @@ class Hub:
             self.messages_dropped += events
             conn.closing = True
             asyncio.get_running_loop().call_soon(
-                self.abort, conn, CLOSE_SERVER_ERROR, "write failed"
+                self.abort, conn, CloseCode.SERVER_ERROR, "write failed"
             )
             return False
         self.messages_sent += len(parts)
         return True
 
     def _drop_notices(self, conn: Connection) -> list[bytes]:
-        ts = utc_timestamp(self._clock())
+        ts = self.timestamp()
         notices = [
             text_frame(
-                encode_control("messages_dropped", {"channel": ch, "count": n}, timestamp=ts)
+                encode(MessagesDropped(timestamp=ts, data=MessagesDroppedData(channel=ch, count=n)))
             )
             for ch, n in conn.dropped.items()
         ]
@@ -921,15 +947,14 @@ class Hub:
         conn: Connection,
         requests: Sequence[SubRequest],
         *,
-        reply: str,
-        reply_data: Mapping[str, Any] | None = None,
+        reply: Callable[[Reply], ControlMessage] | None = None,
         hooks: Mapping[str, InitialHook] | None = None,
         positions: bool = False,
     ) -> None:
         """Subscribe ``conn`` to each request's channel, then send, in this order:
-        the ``reply`` control message (``connection_established`` or ``subscribed``,
-        with ``recovered`` when a resume was asked), per channel its ``initial_state``,
-        the replayed events, and then live events, with no gap and no duplicate.
+        the control message ``reply`` builds (``connection_established`` or
+        ``subscribed``, with ``recovered`` when a resume was asked), per channel its
+        ``initial_state``, the replayed events, and then live events, with no gap and no duplicate.
 
         A channel already subscribed is re-subscribed with the new filter. With
         ``positions``, the reply maps each channel to the id of its newest event, read
@@ -979,8 +1004,10 @@ class Hub:
                     try:
                         state = await hook()
                         if state is not None:  # None: nothing to send
-                            initials[channel] = self._control_payload(
-                                "initial_state", state, channel=channel
+                            initials[channel] = encode(
+                                InitialState(
+                                    channel=channel, timestamp=self.timestamp(), data=state
+                                )
                             )
                     except Exception as e:
                         logger.exception("initial_state hook of channel %r failed", channel)
@@ -999,21 +1026,25 @@ class Hub:
             return
         for req in requests:
             self._stop_warming(conn, req.channel)
-        data = dict(reply_data or {})
-        data["channels"] = [req.channel for req in requests]
-        if recovered:
-            data["recovered"] = recovered
-        if positions:
-            data["positions"] = where
-        self.send_control(conn, reply, data)
+        ts = self.timestamp()
+        self.send(
+            conn,
+            (reply or subscribed)(
+                Reply(
+                    timestamp=ts,
+                    channels=[req.channel for req in requests],
+                    recovered=recovered or msgspec.UNSET,
+                    positions=where if positions else msgspec.UNSET,
+                )
+            ),
+        )
         for channel, error in failures:
-            self.send_control(
+            message = f"the initial state of {channel!r} could not be computed ({error})"
+            self.send(
                 conn,
-                "error",
-                {
-                    "code": "initial_state_failed",
-                    "message": f"the initial state of {channel!r} could not be computed ({error})",
-                },
+                InBandError(
+                    timestamp=ts, data=ErrorData(code="initial_state_failed", message=message)
+                ),
             )
         for req in requests:
             channel, w = req.channel, warmers[req.channel]
@@ -1022,7 +1053,7 @@ class Hub:
             if isinstance(initial, Event):
                 # An event that arrived during set-up is newer: it is delivered instead.
                 if not pending or initial.offset < pending[0].offset:
-                    self.send_control(conn, "initial_state", initial.data, channel=channel)
+                    self.send(conn, InitialState(channel=channel, timestamp=ts, data=initial.data))
             elif initial is not None:
                 self._enqueue(conn, None, text_frame(initial))
             events = replays.get(channel, [])
@@ -1100,10 +1131,15 @@ class Hub:
         room = self._rooms.get(channel)
         conns = set(room) if room is not None else set()
         conns.update(self._warming.get(channel, {}))
-        data = {"channel": channel, "count": count, "reason": reason}
+        message = MessagesDropped(
+            timestamp=self.timestamp(),
+            data=MessagesDroppedData(
+                channel=channel, count=count, reason=cast("LossReason", reason)
+            ),
+        )
         for conn in conns:
             if not conn.closing:
-                self.send_control(conn, "messages_dropped", data)
+                self.send(conn, message)
 
     # ----------------------------------------------------------------- liveness
 
@@ -1128,7 +1164,9 @@ class Hub:
                 continue
             if now - conn.last_seen > timeout:
                 self.abort(
-                    conn, CLOSE_SERVER_ERROR, f"client timeout: nothing received for {timeout:g}s"
+                    conn,
+                    CloseCode.SERVER_ERROR,
+                    f"client timeout: nothing received for {timeout:g}s",
                 )
             elif now - conn.last_ping >= heartbeat and not conn.blocked:
                 conn.last_ping = now

@@ -35,6 +35,8 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from .protocol import CloseCode
+
 if TYPE_CHECKING:
     from .hub import Hub
 
@@ -48,7 +50,7 @@ SAMPLE_INTERVAL = 1.0
 #: so that a client cannot create label values at will.
 KNOWN_CLOSE_CODES = frozenset(
     {1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
-    | {4008, 4429}
+    | {CloseCode.SLOW_CONSUMER, CloseCode.RATE_LIMITED}
 )
 DURATION_BUCKETS = (1, 5, 15, 60, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600, 24 * 3600)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)

@@ -8,20 +8,31 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import cast
 
 from .auth import TokenVerifier
-from .events import (
+from .events import utc_timestamp
+from .exceptions import BadMessage, ClientError
+from .hub import Connection, Hub, InitialHook, Reply
+from .limits import TokenBucket
+from .protocol import (
+    CloseCode,
+    ControlMessage,
+    ErrorData,
+    InBandError,
+    InBandErrorCode,
     Ping,
+    Pong,
+    PongData,
     Refresh,
+    Refreshed,
+    RefreshedData,
     Subscribe,
     Unsubscribe,
+    Unsubscribed,
+    UnsubscribedData,
     decode_client_message,
-    utc_timestamp,
 )
-from .exceptions import BadMessage, ClientError
-from .hub import CLOSE_POLICY, CLOSE_RATE_LIMITED, Connection, Hub, InitialHook
-from .limits import TokenBucket
 from .subscriptions import (
     ALL,
     SubRequest,
@@ -70,14 +81,14 @@ class Session:
         self.hub.touch(self.conn)
         return True
 
-    async def run(self, initial: Sequence[SubRequest], info: Mapping[str, Any]) -> None:
-        """Send ``connection_established`` (subscribing to ``initial``), then serve
-        the client's messages until it goes away or is closed."""
+    async def run(
+        self, initial: Sequence[SubRequest], welcome: Callable[[Reply], ControlMessage]
+    ) -> None:
+        """Send ``connection_established`` (``welcome`` builds it; subscribing to
+        ``initial``), then serve the client's messages until it goes away or is closed."""
         hub, conn = self.hub, self.conn
-        await hub.subscribe(
-            conn, initial, reply="connection_established", reply_data=info, hooks=self.hooks
-        )
-        del info  # sent; not kept for the connection's lifetime
+        await hub.subscribe(conn, initial, reply=welcome, hooks=self.hooks)
+        del welcome  # sent; not kept for the connection's lifetime
         while not conn.closing:
             frame = await self.receive()
             if frame is None:
@@ -87,12 +98,13 @@ class Session:
             limit = hub.config.client_rate_limit
             await hub.close(
                 conn,
-                CLOSE_RATE_LIMITED,
+                CloseCode.RATE_LIMITED,
                 f"too many messages: limit {limit.messages} per {limit.per:g}s",
             )
 
     def error(self, code: str, message: str) -> None:
-        self.hub.send_control(self.conn, "error", {"code": code, "message": message})
+        data = ErrorData(code=cast("InBandErrorCode", code), message=message)
+        self.hub.send(self.conn, InBandError(timestamp=self.hub.timestamp(), data=data))
 
     async def handle(self, frame: str | bytes) -> None:
         if not isinstance(frame, str):
@@ -107,9 +119,8 @@ class Session:
                     self._unsubscribe(message)
                 case Ping():
                     now = utc_timestamp(time.time())
-                    self.hub.send_control(
-                        self.conn, "pong", {"client_id": self.conn.id, "timestamp": now}
-                    )
+                    pong = PongData(client_id=self.conn.id, timestamp=now)
+                    self.hub.send(self.conn, Pong(timestamp=self.hub.timestamp(), data=pong))
                 case Refresh():
                     await self._refresh(message.token)
         except ClientError as e:
@@ -128,7 +139,6 @@ class Session:
         await self.hub.subscribe(
             self.conn,
             requests,
-            reply="subscribed",
             hooks=self.hooks,
             positions=message.positions,
         )
@@ -154,26 +164,23 @@ class Session:
         except ClientError as e:
             raise BadMessage(f"refresh refused: {e.message}", code=e.code) from None
         if identity.user_id != conn.user_id:
-            await hub.close(conn, CLOSE_POLICY, "refresh token belongs to another user")
+            await hub.close(conn, CloseCode.POLICY, "refresh token belongs to another user")
             return
         hub.reidentify(conn, identity)
-        hub.send_control(
-            conn,
-            "refreshed",
-            {
-                "user_id": identity.user_id,
-                "role": identity.role,
-                "roles": list(identity.roles),
-                "expires_at": (
-                    None if identity.expires_at is None else utc_timestamp(identity.expires_at)
-                ),
-            },
+        expires_at = identity.expires_at
+        refreshed = RefreshedData(
+            user_id=identity.user_id,
+            role=identity.role,
+            roles=list(identity.roles),
+            expires_at=None if expires_at is None else utc_timestamp(expires_at),
         )
+        hub.send(conn, Refreshed(timestamp=hub.timestamp(), data=refreshed))
         # The new roles bound what this connection receives from now on.
         lost = [c for c in conn.channels if not may_subscribe(hub.config, c, conn.roles)]
         if lost:
             removed = hub.unsubscribe(conn, lost)
-            hub.send_control(conn, "unsubscribed", {"channels": removed, "reason": "forbidden"})
+            data = UnsubscribedData(channels=removed, reason="forbidden")
+            hub.send(conn, Unsubscribed(timestamp=hub.timestamp(), data=data))
 
     def _unsubscribe(self, message: Unsubscribe) -> None:
         # Unknown names are an error even beside "all".
@@ -182,4 +189,5 @@ class Session:
         if ALL in message.channels:
             names = list(self.conn.channels)
         removed = self.hub.unsubscribe(self.conn, names)
-        self.hub.send_control(self.conn, "unsubscribed", {"channels": removed})
+        data = UnsubscribedData(channels=removed)
+        self.hub.send(self.conn, Unsubscribed(timestamp=self.hub.timestamp(), data=data))

@@ -24,10 +24,10 @@ from sanic import Sanic
 from sanic.response import text
 from sanic_ext.extensions.openapi.builders import OperationStore, SpecificationBuilder
 
-from sanic_realtime import messages
 from sanic_realtime.config import parse_config
-from sanic_realtime.events import decode_client_message
 from sanic_realtime.exceptions import BadMessage, ConfigError
+from sanic_realtime.protocol import decode_client_message
+from sanic_realtime.protocol import server as messages
 
 from .conftest import BASE, LiveServer, make_realtime, recv_json
 from .rawclient import RawClient
@@ -246,7 +246,7 @@ def check_message(document: dict[str, Any], message: dict[str, Any]) -> str:
     data_ref = schema["properties"]["data"].get("$ref")
     if data_ref is not None:
         assert set(message["data"]) <= declared_keys(document, data_ref), message
-    # The Structs of sanic_realtime.messages decode it too (strict types).
+    # The Structs of sanic_realtime.protocol decode it too (strict types).
     struct = getattr(messages, name)
     msgspec.json.decode(msgspec.json.encode(message), type=struct)
     return str(message["type"]) if name != "EventEnvelope" else "event"

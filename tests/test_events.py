@@ -7,18 +7,19 @@ import json
 import msgspec
 import pytest
 
-from sanic_realtime.events import (
-    Event,
-    EventId,
+from sanic_realtime.events import Event, EventId, utc_timestamp
+from sanic_realtime.exceptions import BadMessage
+from sanic_realtime.protocol import (
+    InitialState,
     Ping,
+    Pong,
+    PongData,
     Subscribe,
     Unsubscribe,
     decode_client_message,
-    encode_control,
+    encode,
     too_deep,
-    utc_timestamp,
 )
-from sanic_realtime.exceptions import BadMessage
 
 
 def test_event_id_round_trip() -> None:
@@ -68,12 +69,14 @@ def test_unencodable_data_raises() -> None:
 
 def test_control_has_no_channel_or_id() -> None:
     """Control messages leave channel and id out, unless a channel is given."""
-    assert json.loads(encode_control("pong", {"a": 1})) == {"type": "pong", "data": {"a": 1}}
-    assert json.loads(encode_control("initial_state", 5, channel="stats")) == {
-        "type": "initial_state",
-        "channel": "stats",
-        "data": 5,
+    pong = Pong(timestamp="t", data=PongData(client_id="c", timestamp="t"))
+    assert json.loads(encode(pong)) == {
+        "type": "pong",
+        "timestamp": "t",
+        "data": {"client_id": "c", "timestamp": "t"},
     }
+    initial = encode(InitialState(channel="stats", timestamp="t", data=5))
+    assert initial == b'{"type":"initial_state","channel":"stats","timestamp":"t","data":5}'
 
 
 def test_utc_timestamp_has_milliseconds() -> None:

@@ -12,7 +12,7 @@ import pytest
 import websockets.asyncio.server
 
 from sanic_realtime.client import RealtimeClient
-from sanic_realtime.events import MAX_JSON_DEPTH
+from sanic_realtime.protocol import MAX_JSON_DEPTH
 
 from .conftest import make_realtime, recv_json
 from .test_client import take

@@ -17,6 +17,7 @@ from sanic_realtime.events import EventId
 from sanic_realtime.exceptions import ServerUnavailable, TooManyRequests, UnknownChannel
 from sanic_realtime.filters import Filter, compile_filter
 from sanic_realtime.hub import LINGER_ITERATIONS, Connection, Hub
+from sanic_realtime.protocol import Pong, PongData
 from sanic_realtime.subscriptions import SubRequest
 
 from .conftest import BASE
@@ -43,12 +44,15 @@ async def slow_subscription(
     socket = FakeSocket()
     conn = hub.register(socket)
     task = asyncio.create_task(
-        hub.subscribe(
-            conn, [SubRequest("logs", None, since)], reply="subscribed", hooks={"logs": slow_hook}
-        )
+        hub.subscribe(conn, [SubRequest("logs", None, since)], hooks={"logs": slow_hook})
     )
     await settle()
     return conn, socket, gate, task
+
+
+def pong(hub: Hub) -> Pong:
+    """A control message, as the session sends one."""
+    return Pong(timestamp=hub.timestamp(), data=PongData(client_id="c", timestamp="t"))
 
 
 async def joined(
@@ -60,7 +64,7 @@ async def joined(
 ) -> tuple[Connection, FakeSocket]:
     socket = socket or FakeSocket()
     conn = hub.register(socket, **kw)
-    await hub.subscribe(conn, [SubRequest(channel, filter)], reply="subscribed")
+    await hub.subscribe(conn, [SubRequest(channel, filter)])
     return conn, socket
 
 
@@ -275,7 +279,7 @@ async def test_resume_not_recoverable_sends_nothing_partial() -> None:
     for i in range(5):
         await hub.publish("stats", "s", {"i": i})
     conn = hub.register(FakeSocket())
-    await hub.subscribe(conn, [SubRequest("stats", None, EventId("ep", 1))], reply="subscribed")
+    await hub.subscribe(conn, [SubRequest("stats", None, EventId("ep", 1))])
     await hub.publish("stats", "s", {"i": 5})
     await settle()
     socket = conn.socket
@@ -311,9 +315,7 @@ async def test_failing_hook_reports_and_keeps_subscription() -> None:
         raise RuntimeError("database down")
 
     conn = hub.register(FakeSocket())
-    await hub.subscribe(
-        conn, [SubRequest("logs", None)], reply="subscribed", hooks={"logs": broken}
-    )
+    await hub.subscribe(conn, [SubRequest("logs", None)], hooks={"logs": broken})
     await hub.publish("logs", "log", {})
     await settle()
     socket = conn.socket
@@ -451,7 +453,7 @@ async def test_drop_notice_goes_right_before_the_next_event() -> None:
     conn, socket = await joined(hub, socket=FakeSocket(writable=False))
     for i in range(3):
         await hub.publish("logs", "log", {"i": i})
-    hub.send_control(conn, "pong", {})
+    hub.send(conn, pong(hub))
     await hub.publish("logs", "log", {"i": 3})
     socket.set_writable(True)
     await settle()
@@ -465,7 +467,7 @@ async def test_control_replies_to_a_client_that_never_reads_are_bounded() -> Non
     hub = make_hub(buffer_size=8)
     conn, socket = await joined(hub, socket=FakeSocket(writable=False))
     for _ in range(200):
-        hub.send_control(conn, "pong", {})
+        hub.send(conn, pong(hub))
     await settle()
     assert socket.aborted_with is not None and socket.aborted_with[0] == 4008
     assert len(conn.queue) == 0
@@ -487,7 +489,6 @@ async def test_hook_returning_none_sends_nothing_and_unencodable_is_reported() -
     await hub.subscribe(
         conn,
         [SubRequest("logs", None), SubRequest("stats", None)],
-        reply="subscribed",
         hooks={"logs": nothing, "stats": unencodable},
     )
     await hub.publish("stats", "s", {"n": 1})

@@ -4,7 +4,7 @@
   served at ``GET {url_prefix}/asyncapi.json``.
 - ``openapi``: what sanic-ext's OpenAPI document (``/docs``) says about each HTTP and
   WebSocket route of the blueprint (pure: config -> dicts).
-- ``schemas``: JSON Schemas derived from the Structs of :mod:`sanic_realtime.messages`,
+- ``schemas``: JSON Schemas derived from the Structs of :mod:`sanic_realtime.protocol`,
   :mod:`sanic_realtime.events` and :mod:`sanic_realtime.bodies`.
 - ``routes``: the Sanic glue (the asyncapi.json route; the OpenAPI descriptions applied
   when the app is extended by sanic-ext).

@@ -1,7 +1,7 @@
 """The AsyncAPI 3.0.0 document of the WebSocket protocol, from the configuration.
 
 Pure: a function of the configuration (and of the host the document is served for), no
-I/O. The message schemas come from the Structs of :mod:`sanic_realtime.messages` (server
+I/O. The message schemas come from the Structs of :mod:`sanic_realtime.protocol` (server
 to client) and :mod:`sanic_realtime.events` (client to server).
 
 The document describes the server, as AsyncAPI 3 has it: ``send`` operations are what the
@@ -17,8 +17,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..config import ChannelConfig, RealtimeConfig
-from ..events import Ping, Refresh, Subscribe, Unsubscribe
-from ..messages import (
+from ..protocol.client import Ping, Refresh, Subscribe, Unsubscribe
+from ..protocol.server import (
     ConnectionEstablished,
     EventEnvelope,
     InBandError,

@@ -1,21 +1,23 @@
-"""What the server sends on a WebSocket, as Structs: the source of the message schemas in
-the AsyncAPI document (``sanic_realtime.apidocs``).
+"""What the server sends on a WebSocket, as Structs: the one definition of each message.
 
-Pure: msgspec and the standard library only. The hub encodes its messages itself
-(``events.encode_event`` / ``encode_control``: one encode per event, shared by every
-subscriber); these Structs state the shapes it produces, and the tests decode real
-traffic with them. The client's messages are :mod:`sanic_realtime.events`'
-``Subscribe``, ``Unsubscribe``, ``Ping`` and ``Refresh``.
+Everything the server sends is encoded from these Structs (:func:`encode`), and the
+AsyncAPI document (``sanic_realtime.apidocs``) derives its message schemas from them, so
+the two cannot drift. Events are the exception in one respect only: the hub encodes
+each event once for every subscriber (``events.encode_event``), still from
+:class:`EventEnvelope`. Pure: msgspec and the standard library only.
 
 Messages are open for reading: a client should ignore fields it does not know, so the
-schemas do not forbid extra ones.
+schemas do not forbid extra ones. Fields are declared in the order they go on the wire:
+``type``, ``channel``, ``timestamp``, ``data``.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 import msgspec
+
+from .codes import IN_BAND_ERROR_CODES, InBandErrorCode
 
 __all__ = [
     "CONTROL_TYPES",
@@ -23,10 +25,12 @@ __all__ = [
     "SERVER_MESSAGES",
     "ConnectionEstablished",
     "ConnectionEstablishedData",
+    "ControlMessage",
     "ErrorData",
     "EventEnvelope",
     "InBandError",
     "InitialState",
+    "LossReason",
     "MessagesDropped",
     "MessagesDroppedData",
     "Pong",
@@ -37,6 +41,7 @@ __all__ = [
     "SubscribedData",
     "Unsubscribed",
     "UnsubscribedData",
+    "encode",
 ]
 
 Timestamp = Annotated[
@@ -66,30 +71,14 @@ Recovered = Annotated[
     ),
 ]
 
-#: The codes of the ``error`` message (docs/protocol.md, "In-band errors").
-InBandErrorCode = Literal[
-    "invalid_json",
-    "invalid_message",
-    "unknown_type",
-    "binary_not_supported",
-    "unknown_channel",
-    "unknown_filter",
-    "bad_filter_value",
-    "bad_since",
-    "forbidden",
-    "too_many_subscriptions",
-    "invalid_token",
-    "token_expired",
-    "auth_disabled",
-    "anonymous",
-    "backplane_unavailable",
-    "initial_state_failed",
-]
-IN_BAND_ERROR_CODES: tuple[str, ...] = get_args(InBandErrorCode)
+
+#: Why events were lost before they reached this server process (Redis backplane).
+LossReason = Literal["backplane_gap", "history_reset"]
 
 
 class _Control(msgspec.Struct, tag_field="type", kw_only=True):
-    timestamp: Timestamp
+    """A control message: no id. Each one declares ``timestamp`` (UTC, when it was made)
+    and ``data``; ``initial_state`` also ``channel``, before them."""
 
 
 # --------------------------------------------------------------------------- data
@@ -184,7 +173,7 @@ class MessagesDroppedData(msgspec.Struct, kw_only=True):
     ]
     reason: (
         Annotated[
-            Literal["backplane_gap", "history_reset"],
+            LossReason,
             msgspec.Meta(
                 description="Absent for slow_client: drop_oldest (a full buffer); set when the "
                 "Redis backplane lost events before they reached this server process."
@@ -200,24 +189,28 @@ class MessagesDroppedData(msgspec.Struct, kw_only=True):
 class ConnectionEstablished(_Control, tag="connection_established"):
     """The first message of every connection."""
 
+    timestamp: Timestamp
     data: ConnectionEstablishedData
 
 
 class Subscribed(_Control, tag="subscribed"):
     """The reply to subscribe."""
 
+    timestamp: Timestamp
     data: SubscribedData
 
 
 class Unsubscribed(_Control, tag="unsubscribed"):
     """The reply to unsubscribe; or, after refreshed, channels the new token may not see."""
 
+    timestamp: Timestamp
     data: UnsubscribedData
 
 
 class Refreshed(_Control, tag="refreshed"):
     """The reply to a valid refresh (auth.mode: jwt)."""
 
+    timestamp: Timestamp
     data: RefreshedData
 
 
@@ -226,24 +219,28 @@ class InitialState(_Control, tag="initial_state"):
     the app's initial_state hook, or the newest matching event's data (initial: last)."""
 
     channel: ChannelName
+    timestamp: Timestamp
     data: Annotated[Any, msgspec.Meta(description="The state: any JSON.")]
 
 
 class Pong(_Control, tag="pong"):
     """The reply to ping."""
 
+    timestamp: Timestamp
     data: PongData
 
 
 class InBandError(_Control, tag="error"):
     """A refusal on an open connection; the connection stays open."""
 
+    timestamp: Timestamp
     data: ErrorData
 
 
 class MessagesDropped(_Control, tag="messages_dropped"):
     """Loss is reported, never silent: sent before the next event after a loss."""
 
+    timestamp: Timestamp
     data: MessagesDroppedData
 
 
@@ -283,3 +280,22 @@ SERVER_MESSAGES: tuple[type[msgspec.Struct], ...] = (
 CONTROL_TYPES = tuple(
     str(m.__struct_config__.tag) for m in SERVER_MESSAGES if m.__struct_config__.tag is not None
 )
+
+#: Any control message.
+ControlMessage = (
+    ConnectionEstablished
+    | Subscribed
+    | Unsubscribed
+    | Refreshed
+    | InitialState
+    | Pong
+    | InBandError
+    | MessagesDropped
+)
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode(message: msgspec.Struct) -> bytes:
+    """A server message as the JSON text the client receives."""
+    return _encoder.encode(message)
