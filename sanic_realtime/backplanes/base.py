@@ -110,6 +110,10 @@ class Backplane(abc.ABC):
         """Keep ``value`` under ``ticket`` for ``ttl`` seconds (every process must see it)."""
 
     @abc.abstractmethod
+    async def peek_ticket(self, ticket: str) -> bytes | None:
+        """The value of an unexpired ``ticket``, left in place; None if there is none."""
+
+    @abc.abstractmethod
     async def take_ticket(self, ticket: str) -> bytes | None:
         """Remove and return the value of an unexpired ``ticket``; None if there is none.
         Atomic: of two concurrent takers, one gets None (single use)."""

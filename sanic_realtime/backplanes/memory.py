@@ -91,6 +91,12 @@ class MemoryBackplane(Backplane):
             self._ticket_sweep = now + 1.0
         self._tickets[ticket] = (now + ttl, value)
 
+    async def peek_ticket(self, ticket: str) -> bytes | None:
+        entry = self._tickets.get(ticket)
+        if entry is None or entry[0] <= self._clock():
+            return None
+        return entry[1]
+
     async def take_ticket(self, ticket: str) -> bytes | None:
         entry = self._tickets.pop(ticket, None)
         if entry is None or entry[0] <= self._clock():

@@ -707,6 +707,14 @@ class RedisBackplane(Backplane):
             self._fail(e)
             raise _unavailable(e) from None
 
+    async def peek_ticket(self, ticket: str) -> bytes | None:
+        try:
+            value = await self.redis.get(self._ticket_key(ticket))
+        except (RedisError, OSError) as e:
+            self._fail(e)
+            raise _unavailable(e) from None
+        return value if isinstance(value, bytes) else None
+
     async def take_ticket(self, ticket: str) -> bytes | None:
         try:
             value = await self.redis.getdel(self._ticket_key(ticket))
