@@ -4,7 +4,7 @@ of its own: the hub fans out, the blueprint speaks HTTP/WebSocket."""
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .backplanes import create as create_backplane
@@ -12,15 +12,15 @@ from .config import RealtimeConfig, load_yaml, revalidate
 from .exceptions import UnknownChannel
 from .guard import Guard
 from .hub import Hub, PublishResult
+from .routes.parts import InitialStateHook
 
 if TYPE_CHECKING:
-    from sanic import Blueprint, Request
+    from sanic import Blueprint
 
     from .metrics import Metrics
 
 __all__ = ["Realtime"]
 
-InitialStateHook = Callable[["Request"], Awaitable[Any]]
 H = TypeVar("H", bound=InitialStateHook)
 
 
@@ -59,9 +59,18 @@ class Realtime:
         if self._blueprint is None:
             import weakref
 
-            from .blueprint import build_blueprint
+            from .blueprint import Parts, build_blueprint
 
-            self._blueprint = build_blueprint(self)
+            parts = Parts(
+                config=self.config,
+                hub=self.hub,
+                guard=self.guard,
+                metrics=self.metrics,
+                initial_state_hooks=self.initial_state_hooks,
+                publish=self.publish,
+                cluster_stats=self.cluster_stats,
+            )
+            self._blueprint = build_blueprint(parts)
             # How sanic_realtime.testing finds this object from an app's blueprints. A
             # weak reference: Blueprint.copy() deep-copies ctx, and must not copy the hub.
             self._blueprint.ctx.realtime = weakref.ref(self)

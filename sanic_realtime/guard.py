@@ -73,35 +73,47 @@ class Guard:
         if not self.origins.allows(origin):
             raise OriginNotAllowed(f"origin {origin!r} is not allowed")
 
-    async def authenticate(
+    async def identify(
         self, authorization: str | None, subprotocols: list[str], query: Mapping[str, str]
-    ) -> Identity | None:
-        """The client's identity: None when auth is off, or for an anonymous client
+    ) -> tuple[Identity | None, str | None]:
+        """The client's identity and, when it came with one, its ticket (not redeemed
+        yet: :meth:`redeem` does that, once every other check has passed).
+
+        The identity is None when auth is off, or for an anonymous client
         (``auth.anonymous``, no credential at all); ``Unauthorized`` otherwise."""
         if self.verifier is None:
-            return None
+            return None, None
         credential = find_credential(authorization, subprotocols, query)
         if credential is None:
             if self.config.auth.anonymous:
-                return None
+                return None, None
             raise Unauthorized(
                 "a token is required: send 'Authorization: Bearer <token>', the subprotocols "
                 "['bearer', <token>], ?ticket=<one-time ticket> or ?token=<token>"
             )
         if credential.source != "ticket":
-            return self.verifier.verify(credential.value, self._clock())
-        value = await self.backplane.take_ticket(credential.value)
+            return self.verifier.verify(credential.value, self._clock()), None
+        value = await self.backplane.peek_ticket(credential.value)
         if value is None:
-            raise Unauthorized(
-                "unknown, used or expired ticket: get a new one from POST "
-                f"{self.config.url_prefix}/ticket",
-                code="invalid_ticket",
-            )
+            raise self._no_ticket()
         identity = decode_identity(value)
         expires_at = identity.expires_at
         if expires_at is not None and expires_at + self.config.auth.leeway <= self._clock():
             raise Unauthorized("the token behind this ticket has expired", code="token_expired")
-        return identity
+        return identity, credential.value
+
+    async def redeem(self, ticket: str) -> None:
+        """Use up ``ticket`` (looked up by :meth:`identify`): ``Unauthorized`` if another
+        request redeemed it, or it expired, in between."""
+        if await self.backplane.take_ticket(ticket) is None:
+            raise self._no_ticket()
+
+    def _no_ticket(self) -> Unauthorized:
+        return Unauthorized(
+            "unknown, used or expired ticket: get a new one from POST "
+            f"{self.config.url_prefix}/ticket",
+            code="invalid_ticket",
+        )
 
     def bearer(self, authorization: str | None) -> str:
         scheme, _, value = (authorization or "").strip().partition(" ")

@@ -14,13 +14,16 @@ from typing import NamedTuple
 
 from .config import RealtimeConfig
 from .events import EventId
-from .exceptions import BadMessage, BadSince, Forbidden, UnknownChannel
+from .exceptions import BadMessage, BadSince, Forbidden, UnknownChannel, UnknownFilter
 from .filters import Filter, FilterParam, compile_filter, split_filter_params
 
 __all__ = [
     "ALL",
+    "AUTH_PARAMS",
     "SubRequest",
+    "channel_plan",
     "check_subscription_limit",
+    "general_plan",
     "may_subscribe",
     "plan_subscription",
     "resolve_channels",
@@ -114,3 +117,64 @@ def plan_subscription(
         )
         for name in names
     ]
+
+
+# --------------------------------------------------------------------------- query strings
+
+#: Query parameters read by authentication, never filters.
+AUTH_PARAMS = frozenset({"token", "ticket"})
+
+
+def channel_plan(
+    config: RealtimeConfig,
+    channel: str,
+    query: Mapping[str, str],
+    roles: tuple[str, ...] | None = None,
+) -> list[SubRequest]:
+    """``GET {prefix}/{channel}?level=warn&types=a,b&since=<id>``."""
+    params: dict[str, FilterParam] = {}
+    since: dict[str, str] = {}
+    for key, value in query.items():
+        if key == "since":
+            since[channel] = value
+        elif key not in AUTH_PARAMS:
+            params[key] = value
+    return plan_subscription(
+        config, [channel], params, since, since_names={channel: "since"}, roles=roles
+    )
+
+
+def general_plan(
+    config: RealtimeConfig, query: Mapping[str, str], roles: tuple[str, ...] | None = None
+) -> list[SubRequest]:
+    """``GET {prefix}?channels=a,b&level=warn&since.a=<id>``; no channels: subscribe later."""
+    channels: list[str] = []
+    params: dict[str, FilterParam] = {}
+    since: dict[str, str] = {}
+    names: dict[str, str] = {}
+    bare_since: str | None = None
+    for key, value in query.items():
+        if key == "channels":
+            channels = [c.strip() for c in value.split(",") if c.strip()]
+        elif key == "since":
+            bare_since = value
+        elif key.startswith("since."):
+            since[key[6:]] = value
+            names[key[6:]] = key
+        elif key not in AUTH_PARAMS:
+            params[key] = value
+    if not channels:
+        if params:
+            param = next(iter(params))
+            raise UnknownFilter(param, f"filter {param!r} needs ?channels= on the general endpoint")
+        if since or bare_since is not None:
+            raise BadSince("since", "since needs ?channels= on the general endpoint")
+        return []
+    if bare_since is not None:
+        resolved = resolve_channels(config, channels, roles)
+        if len(resolved) != 1:
+            raise BadSince("since", "with several channels, write since.<channel>=<id>")
+        if since:
+            raise BadSince("since", "give since or since.<channel>, not both")
+        since, names = {resolved[0]: bare_since}, {resolved[0]: "since"}
+    return plan_subscription(config, channels, params, since, since_names=names, roles=roles)

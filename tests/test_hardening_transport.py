@@ -14,7 +14,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.frames import Frame, Opcode
 
-from sanic_realtime import blueprint
+from sanic_realtime.routes import websocket as blueprint
 
 from .conftest import make_realtime, recv_json, recv_until
 from .processes import SanicProcess

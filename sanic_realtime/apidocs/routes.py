@@ -12,6 +12,7 @@ listener, at a lower priority (-1000), so after this one.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -22,7 +23,7 @@ from .asyncapi import asyncapi_document
 from .openapi import SECURITY_SCHEMES, openapi_components, operations
 
 if TYPE_CHECKING:
-    from ..extension import Realtime
+    from ..config import RealtimeConfig
 
 __all__ = ["ASYNCAPI_FILE", "register_api_docs"]
 
@@ -32,10 +33,12 @@ _encoder = msgspec.json.Encoder()
 _CACHED_DOCUMENTS = 16
 
 
-def register_api_docs(bp: Blueprint, realtime: Realtime) -> None:
+def register_api_docs(
+    bp: Blueprint, config: RealtimeConfig, initial_state_hooks: Mapping[str, Any]
+) -> None:
     """Add ``GET {url_prefix}/asyncapi.json`` to ``bp``, and describe ``bp``'s routes in
-    the OpenAPI document of every extended app it is registered in."""
-    config = realtime.config
+    the OpenAPI document of every extended app it is registered in. The document names
+    the channels of ``initial_state_hooks`` (read per request: hooks may come later)."""
 
     # Encoded documents by (host, secure, hooked channels): a few ms each to build. The
     # host comes from the request, so the cache is bounded.
@@ -47,7 +50,7 @@ def register_api_docs(bp: Blueprint, realtime: Realtime) -> None:
         key = (
             request.host or "localhost",
             request.scheme in ("https", "wss"),
-            frozenset(realtime.initial_state_hooks),
+            frozenset(initial_state_hooks),
         )
         body = cache.get(key)
         if body is None:
@@ -65,10 +68,10 @@ def register_api_docs(bp: Blueprint, realtime: Realtime) -> None:
     async def describe_routes(app: Any) -> None:
         if not getattr(app, "_ext", None) or not app.config.get("OAS", False):
             return  # not extended by sanic-ext (AUTO_EXTEND=False), or OpenAPI is off
-        document(app, bp, realtime)
+        document(app, bp, config)
 
 
-def document(app: Any, bp: Blueprint, realtime: Realtime) -> None:
+def document(app: Any, bp: Blueprint, config: RealtimeConfig) -> None:
     """Describe ``bp``'s routes in ``app``'s OpenAPI document (sanic-ext's builders)."""
     from sanic_ext.extensions.openapi import builders, definitions, types
 
@@ -85,7 +88,7 @@ def document(app: Any, bp: Blueprint, realtime: Realtime) -> None:
         for route in bp.routes
         if getattr(route, "router", None) is app.router
     }
-    described = operations(realtime.config, set(routes))
+    described = operations(config, set(routes))
     if any("security" in op for op in described.values()):
         for name, scheme in SECURITY_SCHEMES.items():
             spec.add_component("securitySchemes", name, scheme)

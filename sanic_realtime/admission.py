@@ -1,0 +1,105 @@
+"""Admission: every check a WebSocket upgrade request passes before it is served, in one
+step. No sanic: the glue hands in what it read from the request (:class:`Handshake`)
+and gets back one :class:`Admitted` (or a ``ClientError`` to answer with).
+
+The order (docs/protocol.md, "Refusals"): the connection rate per IP, the origin, the
+credential (a token is verified; a ticket is only looked up), the subscription plan
+(channels, filters, ``since``, roles), ``max_subscriptions``, the ``Upgrade`` header,
+websockets' own handshake checks, the backplane, and a slot (``max_clients``,
+``max_connections_per_user``). A one-time ticket is redeemed last, once every other
+check has passed: a client refused for any other reason can use its ticket again. Of
+two requests racing with one ticket, one redeems it and the other is refused
+(``invalid_ticket``), its slot given back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from .config import RealtimeConfig
+from .exceptions import ClientError, ServerUnavailable
+from .guard import Guard
+from .subscriptions import SubRequest, channel_plan, check_subscription_limit, general_plan
+
+if TYPE_CHECKING:
+    from .auth import Identity
+    from .hub import Hub, Reservation
+
+__all__ = ["Admission", "Admitted", "Handshake"]
+
+
+@dataclass(frozen=True, slots=True)
+class Handshake:
+    """What admission reads from an upgrade request."""
+
+    route: Literal["channel", "general"]
+    #: The ``{channel}`` of ``{url_prefix}/{channel}``; None on the general route.
+    channel: str | None
+    client_ip: str
+    origin: str | None
+    authorization: str | None
+    subprotocols: list[str]
+    query: Mapping[str, str]
+    #: The ``Upgrade`` header.
+    upgrade: str | None
+    #: websockets' own checks of the upgrade request (``Sec-WebSocket-Key``, version,
+    #: ``Connection``): raises ``ClientError``.
+    check_upgrade: Callable[[], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """A request that passed: what the handler serves."""
+
+    plan: list[SubRequest]
+    #: The slot held for this connection (``hub.register`` takes it, ``hub.release``
+    #: gives it back).
+    reservation: Reservation
+    #: None when auth is off, or for an anonymous client.
+    identity: Identity | None
+
+
+class Admission:
+    def __init__(self, config: RealtimeConfig, hub: Hub, guard: Guard) -> None:
+        self.config = config
+        self.hub = hub
+        self.guard = guard
+
+    async def admit(self, request: Handshake) -> Admitted:
+        config, guard, hub = self.config, self.guard, self.hub
+        guard.check_rate(request.client_ip)
+        guard.check_origin(request.origin)
+        identity, ticket = await guard.identify(
+            request.authorization, request.subprotocols, request.query
+        )
+        # None: auth is off (every channel is open); () for an anonymous client.
+        roles = identity.roles if identity is not None else guard.anonymous_roles
+        if request.route == "channel":
+            assert request.channel is not None
+            plan = channel_plan(config, request.channel, request.query, roles)
+        else:
+            plan = general_plan(config, request.query, roles)
+        check_subscription_limit(config, len(plan))
+        if (request.upgrade or "").lower() != "websocket":
+            raise ClientError(
+                "this route speaks WebSocket only: send an Upgrade request",
+                code="upgrade_required",
+                status=426,
+            )
+        request.check_upgrade()
+        if not hub.backplane.available:
+            # It could not replay history or promise live events: the client retries.
+            raise ServerUnavailable(
+                "the backplane is unavailable (Redis unreachable); try again shortly",
+                code="backplane_unavailable",
+            )
+        reservation = hub.reserve(identity.user_id if identity is not None else None)
+        if ticket is not None:
+            try:
+                await guard.redeem(ticket)
+            except BaseException:
+                hub.release(reservation)
+                raise
+        return Admitted(plan, reservation, identity)
