@@ -29,6 +29,9 @@ call, and its frame assembler holds an ``asyncio.Queue`` and three ``asyncio.Eve
 replaces the assembler with :class:`Inbox`, fed for every data frame, and receives from
 it directly: one future while waiting.
 
+Everything of Sanic's (and of websockets' protocol) that is not public API and is relied
+on here is listed in :mod:`sanic_realtime.sanic_internals`, with a test for each.
+
 Closing (RFC 6455 section 7.1.1): a close the server starts sends its close frame at
 once (ahead of anything the hub still holds), then keeps reading, discarding what
 arrives, until the client's close frame, its EOF or ``CLOSE_TIMEOUT``; only then is TCP
@@ -45,6 +48,16 @@ from typing import TYPE_CHECKING, Any, cast
 
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
+
+from .sanic_internals import (
+    close_through_sanic,
+    high_water_mark,
+    install_inbox,
+    install_reader,
+    io_protocol,
+    set_max_message_size,
+    stop_keepalive,
+)
 
 if TYPE_CHECKING:
     from sanic.server.websockets.impl import WebsocketImplProtocol
@@ -203,22 +216,14 @@ class SanicSocket:
         self.gate = gate
         # Replaces Sanic's assembler, which is then freed (see the module docstring).
         self._inbox = Inbox(self)
-        ws.assembler = cast(Any, self._inbox)
-        ws.recv_cancel = cast(Any, self._inbox)
+        install_inbox(ws, self._inbox)
         # Read per frame by the websockets parser; a larger frame fails with 1009.
-        ws.ws_proto.max_message_size = max_message_size
-        if ws.keepalive_ping_task is not None:
-            ws.keepalive_ping_task.cancel()
-            ws.keepalive_ping_task = None
-        io = ws.io_proto
-        if io is None or io.transport is None:
-            raise RuntimeError("the WebSocket has no transport")
+        set_max_message_size(ws, max_message_size)
+        stop_keepalive(ws)
+        io = io_protocol(ws)  # RuntimeError without a transport
         self._io = io
         self._transport: Any = io.transport
-        try:
-            self._high_water = int(self._transport.get_write_buffer_limits()[1])
-        except (AttributeError, NotImplementedError):  # pragma: no cover - exotic transports
-            self._high_water = 65536
+        self._high_water = high_water_mark(self._transport)
         self._paused = False  # reading paused by this adapter
         self._input = bytearray()  # read, not yet handled (at most one read)
         self._consume_scheduled = False
@@ -228,7 +233,7 @@ class SanicSocket:
         self._closing = False  # the server started the closing handshake
         self._timer: asyncio.TimerHandle | None = None
         # Sanic's WebSocketProtocol hands every chunk read to ws.data_received.
-        cast(Any, ws).data_received = self._data_received
+        install_reader(ws, self._data_received)
 
     # ------------------------------------------------------------------ reading
 
@@ -467,14 +472,10 @@ class SanicSocket:
             self._timer.cancel()
             self._timer = None
         self._inbox.cancel()
-        ws, transport = self.ws, self._transport
+        transport = self._transport
         if abort and not transport.is_closing():
             transport.abort()
-        done = ws.data_finished_fut
-        closer = ws.auto_closer_task
-        if closer is not None and not closer.done() and done is not None and not done.done():
-            done.set_result(None)
-        elif not transport.is_closing():
+        if not close_through_sanic(self.ws) and not transport.is_closing():
             transport.close()
 
     def close_status(self) -> tuple[int, str] | None:
