@@ -1,6 +1,138 @@
 // Types of the sanic-realtime browser client, served at {url_prefix}/client.d.ts beside
 // {url_prefix}/client.js. The wire protocol is described in docs/protocol.md.
 
+// ---------------------------------------------------------------- the protocol's names
+// As docs/protocol.md (and the server's sanic_realtime/protocol package) define them; a
+// test checks these unions, and PROTOCOL in client.js, against the server's definitions.
+
+/** The `type` of each control message the server sends (an event's `type` is the one it was published with). */
+export type ServerMessageType =
+  | "connection_established"
+  | "subscribed"
+  | "unsubscribed"
+  | "refreshed"
+  | "initial_state"
+  | "pong"
+  | "error"
+  | "messages_dropped";
+
+/** The `type` of each message a client sends. */
+export type ClientMessageType = "subscribe" | "unsubscribe" | "ping" | "refresh";
+
+/**
+ * Every close code the server sends (docs/protocol.md, "Close codes"), and 4000, the
+ * clients' own when they give up on a connection (heartbeat or connect timeout). A browser
+ * also reports 1006 for a connection that ended without a close frame (a refused
+ * handshake, a server out of reach).
+ */
+export type CloseCode = 1000 | 1001 | 1002 | 1007 | 1008 | 1009 | 1011 | 4000 | 4008 | 4429;
+
+/** The `code` of an in-band `error` message (docs/protocol.md, "In-band errors"). */
+export type InBandErrorCode =
+  | "invalid_json"
+  | "invalid_message"
+  | "unknown_type"
+  | "binary_not_supported"
+  | "unknown_channel"
+  | "unknown_filter"
+  | "bad_filter_value"
+  | "bad_since"
+  | "forbidden"
+  | "too_many_subscriptions"
+  | "invalid_token"
+  | "token_expired"
+  | "auth_disabled"
+  | "anonymous"
+  | "backplane_unavailable"
+  | "initial_state_failed";
+
+/**
+ * The `error.code` of an HTTP refusal before the upgrade (docs/protocol.md, "Refusals").
+ * A browser's WebSocket does not show these: the socket closes with 1006.
+ */
+export type HttpErrorCode =
+  | "bad_request"
+  | "invalid_body"
+  | "invalid_json"
+  | "invalid_message"
+  | "invalid_handshake"
+  | "unknown_channel"
+  | "unknown_filter"
+  | "bad_filter_value"
+  | "bad_since"
+  | "too_many_subscriptions"
+  | "unauthorized"
+  | "invalid_token"
+  | "token_expired"
+  | "invalid_ticket"
+  | "forbidden"
+  | "origin_not_allowed"
+  | "auth_disabled"
+  | "upgrade_required"
+  | "rate_limited"
+  | "too_many_connections"
+  | "server_full"
+  | "shutting_down"
+  | "backplane_unavailable";
+
+/** Any error code the server sends. */
+export type ErrorCode = InBandErrorCode | HttpErrorCode;
+
+/** The client's own error codes (RealtimeError.code when the server did not give one). */
+export type ClientErrorCode =
+  | "connection_failed"
+  | "connection_closed"
+  | "connect_timeout"
+  | "heartbeat_timeout"
+  | "token_failed"
+  | "closed_1007"
+  | "closed_1008"
+  | "closed_1009"
+  | "invalid_token"
+  | "not_general_route"
+  | "gave_up"
+  | "disconnected";
+
+/** Why the server lost events before they reached it (messages_dropped's `reason`). */
+export type LossReason = "backplane_gap" | "history_reset";
+
+/** The protocol's names as client.js exports them (frozen). */
+export declare const PROTOCOL: {
+  /** The `type` of each control message. */
+  readonly serverMessages: {
+    readonly CONNECTION_ESTABLISHED: "connection_established";
+    readonly SUBSCRIBED: "subscribed";
+    readonly UNSUBSCRIBED: "unsubscribed";
+    readonly REFRESHED: "refreshed";
+    readonly INITIAL_STATE: "initial_state";
+    readonly PONG: "pong";
+    readonly ERROR: "error";
+    readonly MESSAGES_DROPPED: "messages_dropped";
+  };
+  /** The `type` of each client message. */
+  readonly clientMessages: {
+    readonly SUBSCRIBE: "subscribe";
+    readonly UNSUBSCRIBE: "unsubscribe";
+    readonly PING: "ping";
+    readonly REFRESH: "refresh";
+  };
+  /** The close codes the client acts on. */
+  readonly closeCodes: {
+    readonly NORMAL: 1000;
+    readonly INVALID_DATA: 1007;
+    readonly POLICY: 1008;
+    readonly TOO_BIG: 1009;
+    readonly HEARTBEAT: 4000;
+  };
+  /** The in-band error codes the client acts on. */
+  readonly errorCodes: {
+    readonly INITIAL_STATE_FAILED: "initial_state_failed";
+    readonly BACKPLANE_UNAVAILABLE: "backplane_unavailable";
+  };
+};
+
+// ---------------------------------------------------------------- messages and options
+
 /** A filter value: a string ("a,b" = any of), a number, a boolean, or a list of those. */
 export type FilterValue = string | number | boolean | Array<string | number | boolean>;
 
@@ -44,7 +176,7 @@ export interface InitialStateMessage<D = any> extends RealtimeMessage<D> {
 export interface MessagesDroppedMessage extends RealtimeMessage<{
   channel: string;
   count: number | null;
-  reason?: "backplane_gap" | "history_reset";
+  reason?: LossReason;
 }> {
   type: "messages_dropped";
 }
@@ -55,7 +187,7 @@ export interface MessagesDroppedMessage extends RealtimeMessage<{
  * stopped re-sending).
  */
 export interface ErrorMessage extends RealtimeMessage<{
-  code: string;
+  code: InBandErrorCode;
   message: string;
   channels?: string[];
 }> {
@@ -110,7 +242,7 @@ export interface ConnectionStatus {
   expiresAt: string | null;
   /** The most recent error (kept after a successful reconnection); null if none yet. */
   lastError: RealtimeError | null;
-  /** The code of the last close: the server's, or ours (1000 disconnect, 4000 timeout). */
+  /** The code of the last close: the server's (see CloseCode), or ours (1000 disconnect, 4000 timeout). */
   closeCode: number | null;
   closeReason: string | null;
   /** The delay of the scheduled retry in ms, while one is scheduled; else null. */
@@ -185,7 +317,8 @@ export declare class RealtimeError extends Error {
     details?: { closeCode?: number | null; closeReason?: string | null; cause?: unknown },
   );
   readonly name: "RealtimeError";
-  code: string;
+  /** The server's code, or the client's own (any string for an error made by the app). */
+  code: InBandErrorCode | ClientErrorCode | (string & {});
   /** The WebSocket close code behind the error, if any. */
   closeCode: number | null;
   closeReason: string | null;

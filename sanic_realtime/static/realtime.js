@@ -27,11 +27,63 @@ const DEFAULTS = Object.freeze({
 /** The longest delay setTimeout accepts (2**31 - 1 ms); longer ones fire at once. */
 const MAX_TIMER_MS = 2147483647;
 
+/**
+ * The wire protocol's names, as docs/protocol.md (and the server's
+ * sanic_realtime/protocol package) define them: the type of every control message the
+ * server sends and of every message a client sends, and the close codes and error codes
+ * this client acts on. A test checks them against the server's definitions.
+ */
+export const PROTOCOL = Object.freeze({
+  /** The `type` of each control message (an event's `type` is the one it was published with). */
+  serverMessages: Object.freeze({
+    CONNECTION_ESTABLISHED: "connection_established",
+    SUBSCRIBED: "subscribed",
+    UNSUBSCRIBED: "unsubscribed",
+    REFRESHED: "refreshed",
+    INITIAL_STATE: "initial_state",
+    PONG: "pong",
+    ERROR: "error",
+    MESSAGES_DROPPED: "messages_dropped",
+  }),
+  /** The `type` of each client message. */
+  clientMessages: Object.freeze({
+    SUBSCRIBE: "subscribe",
+    UNSUBSCRIBE: "unsubscribe",
+    PING: "ping",
+    REFRESH: "refresh",
+  }),
+  /** The close codes this client acts on. */
+  closeCodes: Object.freeze({
+    /** A normal close: disconnect(), and every socket the client drops. */
+    NORMAL: 1000,
+    /** A text frame that is not UTF-8: not retried. */
+    INVALID_DATA: 1007,
+    /** Token expired or access revoked: retried only with a token function. */
+    POLICY: 1008,
+    /** A message over max_message_size: not retried. */
+    TOO_BIG: 1009,
+    /** The client's own: it gave up on the connection (heartbeat or connect timeout). */
+    HEARTBEAT: 4000,
+  }),
+  /** The in-band error codes this client acts on. */
+  errorCodes: Object.freeze({
+    /** Unsolicited (not the reply to a request): dispatched to on("error"). */
+    INITIAL_STATE_FAILED: "initial_state_failed",
+    /** A subscription the server could not set up: the attempt is retried. */
+    BACKPLANE_UNAVAILABLE: "backplane_unavailable",
+  }),
+});
+
+const MSG = PROTOCOL.serverMessages;
+const SEND = PROTOCOL.clientMessages;
+const CLOSE = PROTOCOL.closeCodes;
+const ERR = PROTOCOL.errorCodes;
+
 /** Close codes after which reconnecting cannot help (1008 only with a fixed token). */
-const FATAL_CLOSE = new Set([1007, 1008, 1009]);
+const FATAL_CLOSE = new Set([CLOSE.INVALID_DATA, CLOSE.POLICY, CLOSE.TOO_BIG]);
 
 /** Our close code for a connection we gave up on (heartbeat or connect timeout). */
-const CLOSE_TIMEOUT = 4000;
+const CLOSE_TIMEOUT = CLOSE.HEARTBEAT;
 
 /**
  * An error of the client or of the server, with a machine-readable `code`.
@@ -186,8 +238,8 @@ export class RealtimeClient {
     this._stopSocketTimers();
     this._nextRetryMs = null;
     if (this._ws !== null) {
-      this._dropSocket(1000, "");
-      this._closeCode = 1000;
+      this._dropSocket(CLOSE.NORMAL, "");
+      this._closeCode = CLOSE.NORMAL;
       this._closeReason = "";
     }
     this._settlePending();
@@ -222,10 +274,10 @@ export class RealtimeClient {
     }
     if (!this._established) return Promise.resolve(null);
     return new Promise((resolve, reject) => {
-      const message = { type: "subscribe", channels: names, positions: true };
+      const message = { type: SEND.SUBSCRIBE, channels: names, positions: true };
       if (!isEmpty(clean)) message.filter = clean;
       this._request(message, {
-        kind: "subscribe",
+        kind: SEND.SUBSCRIBE,
         names,
         filter: clean,
         previous,
@@ -256,9 +308,9 @@ export class RealtimeClient {
     }
     return new Promise((resolve, reject) => {
       this._request(
-        { type: "unsubscribe", channels: names },
+        { type: SEND.UNSUBSCRIBE, channels: names },
         {
-          kind: "unsubscribe",
+          kind: SEND.UNSUBSCRIBE,
           names: removed,
           previous,
           resolve,
@@ -410,7 +462,7 @@ export class RealtimeClient {
     const data = isObject(message.data) ? message.data : {};
     if (Array.isArray(data.channels) && data.channels.length > 0) {
       this._clearTimer("_connectTimer");
-      this._dropSocket(1000, "");
+      this._dropSocket(CLOSE.NORMAL, "");
       this._fail(
         new RealtimeError("not_general_route", channelRouteAdvice(this.url, data.channels)),
       );
@@ -432,11 +484,11 @@ export class RealtimeClient {
         const id = this._lastIds.get(channel);
         if (id !== undefined) since[channel] = id;
       }
-      const message = { type: "subscribe", channels, positions: true };
+      const message = { type: SEND.SUBSCRIBE, channels, positions: true };
       if (!isEmpty(filter)) message.filter = filter;
       if (!isEmpty(since)) message.since = since;
       this._request(message, {
-        kind: "subscribe",
+        kind: SEND.SUBSCRIBE,
         names: channels,
         filter,
         previous: [],
@@ -462,10 +514,10 @@ export class RealtimeClient {
   /** One reply to the subscriptions sent at connect time. */
   _batchReply(request, error) {
     if (error !== null) {
-      if (error.code === "backplane_unavailable") {
+      if (error.code === ERR.BACKPLANE_UNAVAILABLE) {
         // Transient (the server could not set the subscription up): try again later,
         // keeping the subscription.
-        this._dropSocket(1000, "");
+        this._dropSocket(CLOSE.NORMAL, "");
         this._socketGone(error, false);
         return;
       }
@@ -484,7 +536,7 @@ export class RealtimeClient {
     }
     if (--this._batch > 0) return;
     if (this._batchError !== null && !this._everConnected) {
-      this._dropSocket(1000, "");
+      this._dropSocket(CLOSE.NORMAL, "");
       this._fail(this._batchError);
       return;
     }
@@ -521,19 +573,19 @@ export class RealtimeClient {
       return;
     }
     if (!this._established) {
-      if (message.type === "connection_established") this._onEstablished(message);
+      if (message.type === MSG.CONNECTION_ESTABLISHED) this._onEstablished(message);
       else
         console.warn("sanic-realtime: ignored a message before connection_established:", message);
       return;
     }
     const data = isObject(message.data) ? message.data : {};
     switch (message.type) {
-      case "pong":
+      case MSG.PONG:
         return;
-      case "subscribed":
-        this._reply(message, "subscribe");
+      case MSG.SUBSCRIBED:
+        this._reply(message, SEND.SUBSCRIBE);
         return;
-      case "unsubscribed":
+      case MSG.UNSUBSCRIBED:
         if (data.reason !== undefined && data.reason !== null) {
           // The server removed channels by itself (after a refresh): not a reply.
           for (const name of Array.isArray(data.channels) ? data.channels : []) {
@@ -542,15 +594,15 @@ export class RealtimeClient {
           }
           this._dispatch(message);
         } else {
-          this._reply(message, "unsubscribe");
+          this._reply(message, SEND.UNSUBSCRIBE);
         }
         return;
-      case "error":
-        if (data.code === "initial_state_failed" || this._pending.length === 0)
+      case MSG.ERROR:
+        if (data.code === ERR.INITIAL_STATE_FAILED || this._pending.length === 0)
           this._dispatch(message);
         else this._reply(message, null);
         return;
-      case "connection_established":
+      case MSG.CONNECTION_ESTABLISHED:
         console.warn("sanic-realtime: ignored a second connection_established:", message);
         return;
       default:
@@ -558,7 +610,7 @@ export class RealtimeClient {
           if (typeof message.id === "string") {
             this._lastIds.set(message.channel, message.id);
             this._latest.set(message.channel, message);
-          } else if (message.type === "initial_state") {
+          } else if (message.type === MSG.INITIAL_STATE) {
             this._latest.set(message.channel, message);
           }
         }
@@ -575,14 +627,14 @@ export class RealtimeClient {
       return;
     }
     const data = isObject(message.data) ? message.data : {};
-    if (message.type === "error") {
+    if (message.type === MSG.ERROR) {
       const error = new RealtimeError(String(data.code ?? "error"), String(data.message ?? ""));
       if (request.batch) {
         this._batchReply(request, error);
         return;
       }
       // The server changed nothing: undo what the request recorded.
-      if (request.kind === "subscribe") {
+      if (request.kind === SEND.SUBSCRIBE) {
         for (const name of request.names) this._subscriptions.delete(name);
       }
       for (const [name, filter] of request.previous) {
@@ -591,7 +643,7 @@ export class RealtimeClient {
       request.reject(error);
       return;
     }
-    if (request.kind === "unsubscribe") {
+    if (request.kind === SEND.UNSUBSCRIBE) {
       for (const name of request.names) this._forget(name);
       request.resolve(data);
       return;
@@ -671,7 +723,7 @@ export class RealtimeClient {
     const o = this._options;
     if (!(o.pingInterval > 0 && o.pingInterval <= MAX_TIMER_MS)) return;
     this._pingTimer = setInterval(() => {
-      this._send({ type: "ping" });
+      this._send({ type: SEND.PING });
       if (this._pongTimer === null) {
         this._setTimer("_pongTimer", o.pongTimeout, () => this._heartbeatTimeout());
       }
@@ -709,9 +761,9 @@ export class RealtimeClient {
     const code = event.code;
     const shown = `${code}${event.reason ? ` (${event.reason})` : ""}`;
     const details = { closeCode: code, closeReason: event.reason };
-    if (FATAL_CLOSE.has(code) && !(code === 1008 && typeof this._options.token === "function")) {
+    if (FATAL_CLOSE.has(code) && !(code === CLOSE.POLICY && typeof this._options.token === "function")) {
       const advice =
-        code === 1008 ? "; pass token as a function to get a new token on each reconnection" : "";
+        code === CLOSE.POLICY ? "; pass token as a function to get a new token on each reconnection" : "";
       this._fail(
         new RealtimeError(
           `closed_${code}`,
@@ -802,7 +854,7 @@ export class RealtimeClient {
   /** Give up: state "failed", connect() rejects with `error`. */
   _fail(error) {
     this._generation++;
-    if (this._ws !== null) this._dropSocket(1000, "");
+    if (this._ws !== null) this._dropSocket(CLOSE.NORMAL, "");
     this._clearTimer("_retryTimer");
     this._stopSocketTimers();
     this._settlePending();
@@ -838,7 +890,7 @@ export class RealtimeClient {
     const pending = this._pending.splice(0);
     this._batch = 0;
     for (const request of pending) {
-      if (request.kind === "unsubscribe") {
+      if (request.kind === SEND.UNSUBSCRIBE) {
         for (const name of request.names) this._forget(name);
       }
       if (request.resolve) request.resolve(null);
@@ -954,7 +1006,7 @@ function describe(error) {
 /** The server's `error` for a re-subscription refused on reconnect, with its channels. */
 function refusal(error, request) {
   return {
-    type: "error",
+    type: MSG.ERROR,
     timestamp: new Date().toISOString(),
     data: { code: error.code, message: error.message, channels: [...request.names] },
   };
