@@ -65,6 +65,8 @@ STATS_INTERVAL = 2.0
 #: Listener reconnect backoff: full jitter, from BACKOFF_BASE doubling up to BACKOFF_CAP.
 BACKOFF_BASE = 0.1
 BACKOFF_CAP = 5.0
+#: Times stop() cancels a backplane task that is still running, 0.5 s apart.
+STOP_RETRIES = 20
 #: The listener pings Redis after this long without traffic, and gives the connection up
 #: (and reconnects) after DEAD_AFTER without any reply.
 PING_INTERVAL = 5.0
@@ -395,13 +397,25 @@ class RedisBackplane(Backplane):
                 await asyncio.wait_for(self._listening.wait(), READY_TIMEOUT)
 
     async def stop(self) -> None:
-        for task in (self._listener, self._reporter, self._verifying, *self._tasks):
-            if task is not None:
+        tasks = [t for t in (self._listener, self._reporter, self._verifying, *self._tasks) if t]
+        for task in tasks:
+            task.cancel()
+        # A cancellation can be lost inside redis-py (a connect or a close that turns it
+        # into a connection error): a task still running after a moment is cancelled
+        # again, so that stop() never waits on a listener that went on reconnecting.
+        for _ in range(STOP_RETRIES):
+            pending = [t for t in tasks if not t.done()]
+            if not pending:
+                break
+            await asyncio.wait(pending, timeout=0.5)
+            for task in pending:
                 task.cancel()
-        for task in (self._listener, self._reporter, self._verifying, *self._tasks):
-            if task is not None:
+        else:
+            logger.error("Redis backplane: tasks still running at stop: %s", pending)
+        for task in tasks:
+            if task.done():
                 with contextlib.suppress(BaseException):
-                    await task
+                    task.result()
         # _verify() resets _verifying itself, but not when cancelled before it ran.
         self._listener = self._reporter = self._verifying = None
         self._connected = False
@@ -830,7 +844,9 @@ class RedisBackplane(Backplane):
                 self._listening.clear()
                 for chan in self._chans.values():
                     chan.ready.clear()
-                with contextlib.suppress(BaseException):
+                # Exception, not BaseException: a stop() that cancels the listener while
+                # it closes a broken connection must end it, not be swallowed here.
+                with contextlib.suppress(Exception):
                     await pubsub.aclose()
             # Full jitter: a fleet of workers does not come back in lockstep.
             delay = random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))
