@@ -761,9 +761,14 @@ export class RealtimeClient {
     const code = event.code;
     const shown = `${code}${event.reason ? ` (${event.reason})` : ""}`;
     const details = { closeCode: code, closeReason: event.reason };
-    if (FATAL_CLOSE.has(code) && !(code === CLOSE.POLICY && typeof this._options.token === "function")) {
+    if (
+      FATAL_CLOSE.has(code) &&
+      !(code === CLOSE.POLICY && typeof this._options.token === "function")
+    ) {
       const advice =
-        code === CLOSE.POLICY ? "; pass token as a function to get a new token on each reconnection" : "";
+        code === CLOSE.POLICY
+          ? "; pass token as a function to get a new token on each reconnection"
+          : "";
       this._fail(
         new RealtimeError(
           `closed_${code}`,
