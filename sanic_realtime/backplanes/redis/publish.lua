@@ -1,0 +1,28 @@
+-- Publish one event: give it the channel's next offset (and, for a new history, its
+-- epoch), append it to the stream, PUBLISH it. Atomic, so ids are strictly increasing
+-- across all publishers and pub/sub carries events in id order.
+--
+-- KEYS: meta, stream. ARGV: new epoch, history size, history ttl (ms), meta ttl (ms),
+-- pub/sub channel, header, envelope before the id, envelope after the id.
+-- Returns {epoch, offset}.
+--
+-- The history's run field is the run_id of the Redis process that started its epoch. A
+-- Redis that restarted (even from a snapshot or AOF, which may be older than what clients
+-- have seen) starts a new epoch at the first publish, so an id is never given out twice.
+local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+local meta = redis.call('HMGET', KEYS[1], 'e', 'r')
+local epoch = meta[1]
+if not epoch or meta[2] ~= run then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'e', epoch, 's', 0, 'r', run)
+end
+local offset = redis.call('HINCRBY', KEYS[1], 's', 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+local msg = ARGV[6] .. '\n' .. ARGV[7] .. epoch .. ':' .. string.format('%d', offset) .. ARGV[8]
+if tonumber(ARGV[2]) > 0 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], string.format('%d-0', offset), 'd', msg)
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+end
+redis.call('PUBLISH', ARGV[5], msg)
+return {epoch, offset}
