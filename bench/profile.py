@@ -25,7 +25,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
+
+from harness import servers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -36,7 +37,9 @@ IDLE_MARKERS = ("_run_server_forever", "run_forever")
 WRAPPERS = (
     "<module>",
     "main",
-    "serve_sanic",
+    "serve_realtime",
+    "_run_module_as_main",
+    "_run_code",
     "StartupMixin.",
     "worker_serve",
     "_serve_http_1",
@@ -46,22 +49,10 @@ WRAPPERS = (
 
 def find_server(parent: int, timeout: float) -> int:
     """PID of fanout.py's sanic-realtime server (a child of ``parent``)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    argv = f.read().split(b"\0")
-                with open(f"/proc/{pid}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            if ppid == parent and b"--serve" in argv and b"sanic-realtime" in argv:
-                return int(pid)
-        time.sleep(0.05)
-    raise SystemExit("the sanic-realtime server did not start")
+    pid = servers.find_child(parent, (b"--serve", b"sanic-realtime"), timeout)
+    if pid is None:
+        raise SystemExit("the sanic-realtime server did not start")
+    return pid
 
 
 def summarize(raw: str, top: int) -> None:
