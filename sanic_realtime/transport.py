@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any, cast
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
+from .protocol import CloseCode
 from .sanic_internals import (
     close_through_sanic,
     high_water_mark,
@@ -64,10 +65,6 @@ if TYPE_CHECKING:
 
 __all__ = ["CLOSE_TIMEOUT", "PONG_BACKLOG", "READ_SLICE", "Inbox", "SanicSocket"]
 
-#: Close code for a text message that is not valid UTF-8 (RFC 6455 section 7.4.1).
-CLOSE_INVALID_DATA = 1007
-#: Close code for a client that does not read what it asked for (pongs, events).
-CLOSE_SLOW_CONSUMER = 4008
 #: How long a closing connection waits for the client's close frame (or its EOF)
 #: before the TCP connection is dropped.
 CLOSE_TIMEOUT = 5.0
@@ -128,7 +125,7 @@ class Inbox:
             try:
                 message = data.decode()
             except UnicodeDecodeError:
-                self._socket.abort(CLOSE_INVALID_DATA, "text message is not valid UTF-8")
+                self._socket.abort(CloseCode.INVALID_DATA, "text message is not valid UTF-8")
                 return
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -302,7 +299,7 @@ class SanicSocket:
                 if self._closing:
                     self._finish(abort=True)
                 else:
-                    self.abort(CLOSE_SLOW_CONSUMER, "slow consumer: pongs not read")
+                    self.abort(CloseCode.SLOW_CONSUMER, "slow consumer: pongs not read")
                 return
             if not self._backlogged:
                 self._backlogged = True
@@ -419,7 +416,7 @@ class SanicSocket:
         soon as the handler ends, which would cut a closing handshake short (and, with
         unread input, reset the connection). Still open: closed here with 1000."""
         if self.ws.ws_proto.state is State.OPEN and not self._closing:
-            self._start_close(1000, "")
+            self._start_close(CloseCode.NORMAL, "")
         await self.ws.wait_for_connection_lost(CLOSE_TIMEOUT + 0.5)
 
     def abort(self, code: int, reason: str) -> None:
