@@ -1,4 +1,5 @@
-"""hub.py with a recording socket: fan-out, buffers, policies, resume, liveness."""
+"""The hub (sanic_realtime/hub/) with a recording socket: fan-out, buffers, policies, resume,
+liveness."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from sanic_realtime import hub as hub_module
 from sanic_realtime.auth import Identity
 from sanic_realtime.backplanes.memory import MemoryBackplane
 from sanic_realtime.config import parse_config
@@ -17,6 +17,7 @@ from sanic_realtime.events import EventId
 from sanic_realtime.exceptions import ServerUnavailable, TooManyRequests, UnknownChannel
 from sanic_realtime.filters import Filter, compile_filter
 from sanic_realtime.hub import LINGER_ITERATIONS, Connection, Hub
+from sanic_realtime.hub import core as hub_module
 from sanic_realtime.protocol import Pong, PongData
 from sanic_realtime.subscriptions import SubRequest
 
