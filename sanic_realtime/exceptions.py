@@ -46,12 +46,16 @@ class RealtimeError(Exception):
 
 
 class ConfigError(RealtimeError):
-    """The configuration is invalid; ``path`` is the dotted key path, when one applies."""
+    """The configuration is invalid: ``path`` is the dotted key path, when one applies,
+    ``reason`` what is wrong with it, and ``message`` (like ``str(error)``) both,
+    ``<path>: <reason>``: Sanic's error printer shows ``message``, so the key is named
+    however the app is started."""
 
     def __init__(self, message: str, path: str | None = None) -> None:
-        self.message = message
+        self.reason = message
         self.path = path
-        super().__init__(f"{path}: {message}" if path else message)
+        self.message = f"{path}: {message}" if path else message
+        super().__init__(self.message)
 
 
 class ClientError(RealtimeError):

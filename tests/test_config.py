@@ -313,3 +313,56 @@ def test_from_yaml(tmp_path: Path) -> None:
     """Realtime.from_yaml reads the realtime: key of the file."""
     realtime = Realtime.from_yaml(write(tmp_path, DESIGN_YAML))
     assert set(realtime.config.channels) == {"logs", "stats", "alerts", "requests"}
+
+
+# --------------------------------------------------------------------------- as users start apps
+
+_BAD_FILE = """realtime:
+  channels:
+    logs:
+      filters:
+        level: {op: max}
+"""
+_APP = """from sanic import Sanic
+from sanic_realtime import Realtime
+
+app = Sanic("cfgapp")
+app.blueprint(Realtime.from_yaml("realtime.yaml").blueprint)
+
+if __name__ == "__main__":
+    app.run(port=1, single_process=True)
+"""
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["-m", "sanic", "app:app"], ["-m", "sanic", "app:app", "--workers", "2"], ["app.py"]],
+    ids=["sanic-cli", "sanic-cli-workers", "python-app-run"],
+)
+def test_a_bad_file_names_the_key_however_the_app_is_started(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """Sanic's error printer shows ``error.message``: it must carry the key path."""
+    import subprocess
+    import sys
+
+    (tmp_path / "realtime.yaml").write_text(_BAD_FILE)
+    (tmp_path / "app.py").write_text(_APP)
+    run = subprocess.run(
+        [sys.executable, *command],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "NO_COLOR": "1", "PYTHONPATH": str(Path.cwd())},
+    )
+    assert run.returncode != 0
+    output = run.stdout + run.stderr
+    assert "realtime.channels.logs.filters.level.op: Invalid enum value 'max'" in output, output
+
+
+def test_config_error_parts() -> None:
+    e = ConfigError("must be > 0", "realtime.max_clients")
+    assert (e.path, e.reason) == ("realtime.max_clients", "must be > 0")
+    assert e.message == str(e) == "realtime.max_clients: must be > 0"
+    assert ConfigError("no path").message == "no path"
