@@ -18,6 +18,7 @@ import importlib.util
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote
@@ -72,6 +73,13 @@ def install_chromium() -> str | None:
     if shutil.which("apt-get") is None:
         return "apt-get is not available"
     install = ["apt-get", "install", "-y", "chromium"]
+    # Past pytest's capture: a minute of silence looks like a hang.
+    print(
+        f"\n[tests] {CHROMIUM} is missing: running `{' '.join(install)}` for the browser "
+        "tests (Playwright's own browser download does not work here); this takes a minute...",
+        file=sys.__stderr__,
+        flush=True,
+    )
     first = run(install)
     if first is not None:
         again = run(["apt-get", "update"]) or run(install)

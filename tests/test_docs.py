@@ -589,6 +589,12 @@ def _nginx() -> str:
     for Chromium), skips if that fails, unless REALTIME_REQUIRE_NGINX=1 (.ci/run)."""
     found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
     if found is None and shutil.which("apt-get"):
+        print(
+            "\n[tests] nginx is missing: running `apt-get install -y nginx` for the reverse-proxy "
+            "test of docs/how-to/nginx.md...",
+            file=sys.__stderr__,
+            flush=True,
+        )
         subprocess.run(["apt-get", "install", "-y", "nginx"], capture_output=True, timeout=300)
         found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
     if found is None:
