@@ -489,6 +489,8 @@ def test_docs_serve() -> None:
         run.serve(".venv/bin/mkdocs serve --dev-addr 127.0.0.1:8000", path="/", timeout=90)
         home = httpx.get(run.base + "/").text
         assert "<title>sanic-realtime</title>" in home
+        # Offline: no web fonts from a CDN (theme font: false).
+        assert "fonts.googleapis" not in home and "fonts.gstatic" not in home
         keys = httpx.get(run.base + "/reference/config-keys/").text
         assert "realtime.channels.&lt;channel&gt;.filters.&lt;filter&gt;.op" in keys
     finally:
