@@ -7,6 +7,7 @@ backplane a ticket minted by one worker is redeemed by any other.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 import time
@@ -48,6 +49,10 @@ class Guard:
         self.origins = OriginPolicy(config.allowed_origins)
         limit = config.connect_rate_limit
         self.limiter = KeyedRateLimiter(limit.connections, limit.per) if limit is not None else None
+        admin = config.admin.rate_limit
+        self.admin_limiter = (
+            KeyedRateLimiter(admin.requests, admin.per) if admin is not None else None
+        )
 
     @property
     def anonymous_roles(self) -> tuple[str, ...] | None:
@@ -66,6 +71,26 @@ class Guard:
             raise TooManyRequests(
                 f"too many connection attempts from {client_ip}: at most {limit.connections} "
                 f"per {limit.per:g}s",
+                retry_after=wait,
+            )
+
+    def check_admin_rate(self, authorization: str | None, client_ip: str) -> None:
+        """``admin.rate_limit``: 429 with the seconds to wait. The caller is its bearer
+        token (a digest of it: the table holds no secret), else its IP."""
+        if self.admin_limiter is None:
+            return
+        scheme, _, value = (authorization or "").strip().partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            key = "token:" + hashlib.sha256(value.strip().encode()).hexdigest()[:32]
+        else:
+            key = "ip:" + client_ip
+        wait = self.admin_limiter.hit(key, self._monotonic())
+        if wait > 0:
+            limit = self.config.admin.rate_limit
+            assert limit is not None
+            raise TooManyRequests(
+                f"too many broadcasts from this caller: at most {limit.requests} per "
+                f"{limit.per:g}s",
                 retry_after=wait,
             )
 

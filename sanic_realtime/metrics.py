@@ -154,6 +154,11 @@ class Metrics:
             ["status", "code"],
             registry=r,
         )
+        self.admin_rate_limited = Counter(
+            "sanic_realtime_admin_rate_limited",
+            "Admin broadcasts refused with 429 by admin.rate_limit.",
+            registry=r,
+        )
         self.published = Counter(
             "sanic_realtime_messages_published",
             "Events published by this app (publish() and the admin broadcast route).",

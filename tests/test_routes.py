@@ -244,3 +244,45 @@ async def test_works_in_an_app_extended_by_sanic_ext(serve: Any) -> None:
     assert (status, error["code"]) == (404, "unknown_channel")
     spec = (await server.http.get("/docs/openapi.json")).json()
     assert {"/ws/{channel}", "/ws", "/ws/health", "/admin/ws/broadcast"} <= set(spec["paths"])
+
+
+async def test_admin_broadcast_rate_limit_per_caller(serve: Any) -> None:
+    """admin.rate_limit: per bearer token (else per IP); over it 429 rate_limited with
+    Retry-After, counted in metrics; other callers are not affected."""
+    from .test_metrics import scrape, value
+    from .tokens import bearer, jwt_realtime, token
+
+    limit = {"role": "admin", "rate_limit": {"requests": 3, "per": "60s"}}
+    server = await serve(jwt_realtime(admin=limit, metrics={"enabled": True}))
+    body = {"channel": "logs", "type": "t", "data": {}}
+    alice, bob = bearer(token("alice", ["admin"])), bearer(token("bob", ["admin"]))
+    for _ in range(3):
+        assert (
+            await server.http.post("/admin/ws/broadcast", json=body, headers=alice)
+        ).status_code == 200
+    over = await server.http.post("/admin/ws/broadcast", json=body, headers=alice)
+    assert over.status_code == 429
+    assert over.json()["error"]["code"] == "rate_limited"
+    assert "at most 3 per 60s" in over.json()["error"]["message"]
+    assert 1 <= int(over.headers["Retry-After"]) <= 20  # one token back every 20 s
+    # Another caller has a bucket of its own.
+    assert (
+        await server.http.post("/admin/ws/broadcast", json=body, headers=bob)
+    ).status_code == 200
+    samples = await scrape(server)
+    assert value(samples, "sanic_realtime_admin_rate_limited_total") == 1
+    # A bad token is refused (401) before it is counted: it cannot use up a bucket.
+    bad = await server.http.post("/admin/ws/broadcast", json=body, headers=bearer("nope"))
+    assert bad.status_code == 401
+
+
+def test_admin_rate_limit_config() -> None:
+    from sanic_realtime import ConfigError
+    from sanic_realtime.config import parse_config
+
+    config = parse_config({"admin": {"rate_limit": {"requests": 100, "per": "1s"}}})
+    assert config.admin.rate_limit is not None and config.admin.rate_limit.per == 1.0
+    assert parse_config({}).admin.rate_limit is None
+    with pytest.raises(ConfigError) as info:
+        parse_config({"admin": {"rate_limit": {"per": "0s"}}})
+    assert info.value.path == "realtime.admin.rate_limit.per"

@@ -222,6 +222,11 @@ def operations(config: RealtimeConfig, route_names: set[str]) -> dict[str, dict[
             "404": _error("The channel is not configured (unknown_channel)."),
             "503": _error("The backplane could not publish (backplane_unavailable)."),
             **admin_errors,
+            **(
+                {"429": _error("Over admin.rate_limit for this caller (rate_limited).")}
+                if config.admin.rate_limit is not None
+                else {}
+            ),
         },
     }
     out["admin_stats"] = {

@@ -74,6 +74,8 @@ def check_config(config: RealtimeConfig, path: str = "realtime") -> None:
         )
     if config.connect_rate_limit is not None and config.connect_rate_limit.per <= 0:
         raise ConfigError("must be greater than 0", f"{path}.connect_rate_limit.per")
+    if config.admin.rate_limit is not None and config.admin.rate_limit.per <= 0:
+        raise ConfigError("must be greater than 0", f"{path}.admin.rate_limit.per")
     _check_auth(config.auth, f"{path}.auth")
     _check_history(config.history, f"{path}.history")
 

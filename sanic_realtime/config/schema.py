@@ -144,6 +144,18 @@ class AdminConfig(_Strict):
     #: A static bearer token for the admin routes; read it from the environment (``${...}``).
     #: Unset, null or empty: no token (the admin routes are open when auth is off).
     token: str | None = None
+    #: A limit on ``POST broadcast_path`` per caller; null (the default): none.
+    rate_limit: AdminRateLimit | None = None
+
+
+class AdminRateLimit(_Strict):
+    """At most ``requests`` admin broadcasts per ``per`` seconds per caller: per bearer
+    token when the request has one, else per client IP."""
+
+    #: Broadcasts allowed per window; one more gets HTTP 429 ``rate_limited``.
+    requests: PositiveInt = 100
+    #: The window.
+    per: Duration = Duration(1.0)
 
 
 class ConnectRateLimit(_Strict):

@@ -11,7 +11,7 @@ from sanic.response import HTTPResponse
 
 from ..assets import CLIENT_ASSETS, Asset
 from ..bodies import BroadcastRequest, BroadcastTarget
-from ..exceptions import ClientError, Unauthorized
+from ..exceptions import ClientError, TooManyRequests, Unauthorized
 from ..protocol import MAX_JSON_DEPTH, NESTED_TOO_DEEPLY, too_deep
 from .http import client_ip, error_response, json_response
 from .parts import Parts
@@ -76,6 +76,12 @@ def add_admin_routes(bp: Blueprint, parts: Parts) -> None:
     async def broadcast(request: Request) -> HTTPResponse:
         try:
             check_admin(request)
+            try:
+                guard.check_admin_rate(request.headers.get("authorization"), client_ip(request))
+            except TooManyRequests:
+                if metrics is not None:
+                    metrics.admin_rate_limited.inc()
+                raise
             try:
                 body = msgspec.json.decode(request.body, type=BroadcastRequest)
             except msgspec.ValidationError as e:
