@@ -80,6 +80,15 @@ DEMO = (
 REDIS_WORKERS = "REALTIME_REDIS_URL=redis://10.0.0.5:6379/0 sanic app:app --host 0.0.0.0 --port 8000 --workers 4"
 
 COMMANDS: dict[str, Kind] = {
+    # README: the Quick start, run as it reads (tests/test_docs.py::test_readme_quickstart).
+    "mkdir quickstart && cd quickstart": Test("test_readme_quickstart"),
+    "../.venv/bin/sanic app:app": Test(
+        "test_readme_quickstart", (("sanic app:app", "sanic app:app --port {port}"),)
+    ),
+    "../.venv/bin/python client.py": Test("test_readme_quickstart"),
+    'curl -s -X POST http://127.0.0.1:8000/logs -H \'Content-Type: application/json\' -d \'{"level": "error", "component": "db", "message": "db down"}\'': Test(
+        "test_readme_quickstart"
+    ),
     # README, demo.md: the demo command. .ci/run creates the venv and installs [demo];
     # the test runs the demo on a free port (--port appended).
     DEMO: Parts(

@@ -365,6 +365,39 @@ def test_quickstart_commands(tmp_path: Path) -> None:
     run.check_all_ran()
 
 
+def readme_file(name: str) -> str:
+    """The fenced block that follows "`name`:" in the README's Quick start."""
+    text = (ROOT / "README.md").read_text()
+    found = re.search(rf"`{re.escape(name)}`[^\n]*\n(?:[^\n]+\n)*\n```\w+\n(.*?)```", text, re.S)
+    assert found, f"README.md shows no block for {name}"
+    return found[1]
+
+
+def test_readme_quickstart(tmp_path: Path) -> None:
+    """The README's Quick start, typed in as it reads: the client prints the event."""
+    (tmp_path / ".venv").symlink_to(ROOT / ".venv")
+    run = dc.Runner("test_readme_quickstart", tmp_path)
+    readme = "README.md"
+    try:
+        run.run(dc_cmd(readme, "mkdir quickstart"))
+        here = run.cwd = tmp_path / "quickstart"
+        assert here.is_dir()
+        for name in ("realtime.yaml", "app.py", "client.py"):
+            text = readme_file(name).replace("127.0.0.1:8000", f"127.0.0.1:{run.port}")
+            (here / name).write_text(text)
+        run.serve(dc_cmd(readme, "../.venv/bin/sanic app:app"))
+        client = run.start(dc_cmd(readme, "python client.py"))
+        _wait(lambda: _clients(run.base) == 1, 20, "the client")
+        published = run.run(dc_cmd(readme, "curl -s -X POST"))
+        assert re.fullmatch(r'\{"id":"\w+:1","recipients":1\}', published.strip()), published
+        line = "log_update {'level': 'error', 'component': 'db', 'message': 'db down'}"
+        client.wait_for(lambda out: line in out, 15, "the client's line")
+        assert f"the client prints\n`{line}`" in (ROOT / readme).read_text()
+    finally:
+        run.close()
+    run.check_all_ran()
+
+
 def dc_cmd(page: str, needle: str) -> str:
     """The one command of ``page`` that contains ``needle`` (as the page shows it)."""
     found = [c for c in dc.commands_in((ROOT / page).read_text()) if needle in c]
