@@ -164,7 +164,9 @@ class Output:
 async def tail(args: argparse.Namespace, output: Output) -> int:
     url = websocket_url(args.url)
     filters = parse_filters(args.filter or [])
-    channels = args.channel or ["all"]
+    # No -c and no -f: the URL decides. A channel URL (ws://host/ws/logs?level=error)
+    # subscribes by itself and the client keeps it; on the general route, every channel.
+    channels = args.channel or (["all"] if filters else None)
     token = args.token or os.environ.get("REALTIME_TOKEN") or None
     client = RealtimeClient(
         url,
@@ -178,6 +180,8 @@ async def tail(args: argparse.Namespace, output: Output) -> int:
     seen = 0
     try:
         await client.connect()
+        if not client.channels:
+            await client.subscribe("all")
         async for event in client:
             output.event(event)
             if event.is_event:
@@ -232,7 +236,11 @@ def parser() -> argparse.ArgumentParser:
         help="show live events",
         description="Show a live, coloured stream of events; reconnects and resumes by itself.",
     )
-    t.add_argument("url", help="the server (http://host:8000) or its general route (ws://host/ws)")
+    t.add_argument(
+        "url",
+        help="the server (http://host:8000), its general route (ws://host/ws), or a channel URL "
+        "with its filters (ws://host/ws/logs?level=error)",
+    )
     t.add_argument(
         "-c", "--channel", action="append", help="a channel (repeat for more; default: all)"
     )

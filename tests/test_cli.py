@@ -103,6 +103,27 @@ async def test_tail_json_prints_each_matching_event_once(serve: Any, cli: Any) -
     assert run.err[0] == f"connecting to ws://127.0.0.1:{server.port}/ws ..."
 
 
+async def test_tail_of_a_channel_url(serve: Any, cli: Any) -> None:
+    """`tail ws://host/ws/logs?level=error`: that channel with that filter; and with no
+    channel at all on the general route, every channel."""
+    server = await serve(make_realtime())
+    realtime = server.realtime
+    run = await cli("tail", server.ws_url("/ws/logs?level=error"), "--json", "-n", "1")
+    await run.wait_err("connected")
+    await realtime.publish("logs", "log_update", {"level": "info", "message": "fine"})
+    await realtime.publish("stats", "stats_update", {"cpu": 1})
+    one = await realtime.publish("logs", "log_update", {"level": "error", "message": "db down"})
+    assert await run.finish() == 0
+    assert [json.loads(line)["id"] for line in run.out] == [one.id]
+    run = await cli("tail", f"http://127.0.0.1:{server.port}", "--json", "-n", "1")
+    await run.wait_err("connected")
+    stats = await realtime.publish("stats", "stats_update", {"cpu": 2})
+    assert await run.finish() == 0
+    # (stats has initial: last: its initial_state, a control message, comes first)
+    events = [json.loads(line) for line in run.out]
+    assert [e["id"] for e in events if "id" in e] == [stats.id]
+
+
 async def test_tail_text_shows_levels_messages_and_state(serve: Any, cli: Any) -> None:
     server = await serve(make_realtime())
     realtime = server.realtime

@@ -17,6 +17,7 @@ from sanic_realtime.client import (
     Event,
     GaveUp,
     RealtimeClient,
+    RealtimeClientError,
     Refused,
     RequestFailed,
     ServerClosed,
@@ -198,14 +199,6 @@ async def test_a_bad_first_subscription_fails_connect(serve: Any) -> None:
     assert "unknown filter 'colour'" in (client.status.last_error or "")
     with pytest.raises(RequestFailed):  # a loop over a failed client says why
         await take(client, 1)
-    await client.close()
-
-
-async def test_a_channel_route_url_is_refused_with_advice(serve: Any) -> None:
-    server = await serve(make_realtime())
-    client = RealtimeClient(server.ws_url("/ws/logs"))
-    with pytest.raises(Exception, match="general route"):
-        await client.connect()
     await client.close()
 
 
@@ -526,3 +519,40 @@ async def test_a_transient_refusal_of_the_subscriptions_is_retried() -> None:
             assert client.status.client_id == "c2"
         assert states.states[:3] == ["connecting", "reconnecting", "connected"]
         assert "backplane_unavailable" in (states.seen[1].last_error or "")
+
+
+async def test_a_channel_url_means_that_channel_and_its_filters(serve: Any) -> None:
+    """ws://host/ws/logs?level=error: the client keeps the channel and the filter, on the
+    general route (so that reconnections resume and subscribe() works as usual)."""
+    server = await serve(make_realtime())
+    realtime = server.realtime
+    async with RealtimeClient(server.ws_url("/ws/logs?level=error")) as client:
+        assert client.channels == ["logs"]
+        assert client.url == server.ws_url("/ws")
+        await realtime.publish("logs", "log", {"level": "info"})
+        await realtime.publish("logs", "log", {"level": "error"})
+        (event,) = await take(client, 1)
+        assert event.data == {"level": "error"}
+        assert await client.subscribe(["alerts"]) == ["alerts"]
+    # With channels of its own, a channel URL is a clear error, naming the general route.
+    client = RealtimeClient(server.ws_url("/ws/logs"), channels=["alerts"])
+    with pytest.raises(RealtimeClientError) as failed:
+        await client.connect()
+    assert failed.value.code == "not_general_route"
+    assert server.ws_url("/ws") in failed.value.message
+    await client.close()
+
+
+def test_plan_from_url() -> None:
+    from sanic_realtime.client.urls import plan_from_url
+
+    plan = plan_from_url("ws://h:1/ws/logs?level=error&component=db&since=e:3&token=t", ["logs"])
+    assert plan.url == "ws://h:1/ws?token=t"
+    assert plan.subs == {"logs": {"level": "error", "component": "db"}}
+    assert plan.since == {"logs": "e:3"}
+    plan = plan_from_url("ws://h/live?channels=a,b&level=warn&since.a=e:1", ["a", "b"])
+    assert (plan.url, plan.subs, plan.since) == (
+        "ws://h/live",
+        {"a": {"level": "warn"}, "b": {"level": "warn"}},
+        {"a": "e:1"},
+    )

@@ -16,11 +16,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from ..protocol import Ping, Subscribe
-from .errors import Fatal, GaveUp, Lost, RealtimeClientError, Refused, Retry, describe
+from .errors import Fatal, GaveUp, Lost, RealtimeClientError, Redirect, Refused, Retry, describe
 from .event import CONNECTION_ESTABLISHED, decoder, encoder, logger
 from .receive import CLOSE_HEARTBEAT, Receiver
 from .state import Pending
 from .status import backoff
+from .urls import plan_from_url
 
 __all__ = ["Connection"]
 
@@ -40,6 +41,8 @@ class Connection(Receiver):
             retry_after: float | None = None
             try:
                 await self._connect_once()
+            except Redirect:
+                continue  # at once: a channel URL became the general route
             except Fatal as fatal:
                 self._fail(fatal.error)
                 return
@@ -161,13 +164,24 @@ class Connection(Receiver):
             )
         data = welcome.data if isinstance(welcome.data, dict) else {}
         if data.get("channels"):
-            raise Fatal(
-                RealtimeClientError(
-                    "not_general_route",
-                    f"{self.url} subscribes to {', '.join(data['channels'])} by itself: give "
-                    "the general route (ws://host/ws) and channels=[...] instead",
+            plan = plan_from_url(self.url, data["channels"])
+            if self._subs:
+                raise Fatal(
+                    RealtimeClientError(
+                        "not_general_route",
+                        f"{self.url} subscribes to {', '.join(data['channels'])} by itself: "
+                        "use that URL alone, or the general route "
+                        f"({plan.url}) with the channels and filters you want",
+                    )
                 )
-            )
+            # A channel URL: from now on, the general route with its channel and filters,
+            # so that every reconnection can resume (and subscribe() works as usual).
+            self.url = plan.url
+            self._subs.update(plan.subs)
+            self._last_ids.update(plan.since)
+            with contextlib.suppress(Exception):
+                await ws.close(1000, "using the general route")
+            raise Redirect(plan.url)
         self._ws = ws
         self._recovered = {}
         self._last_rx = loop.time()

@@ -92,6 +92,10 @@ class Lost(Exception):
     """The connection ended before the reply came."""
 
 
+class Redirect(Exception):
+    """Connect again at once, to the URL given (a channel URL's general route)."""
+
+
 class Retry(Exception):
     """This attempt failed in a way the next one may not (e.g. Redis briefly away)."""
 
