@@ -463,9 +463,19 @@ export class RealtimeClient {
     if (Array.isArray(data.channels) && data.channels.length > 0) {
       this._clearTimer("_connectTimer");
       this._dropSocket(CLOSE.NORMAL, "");
-      this._fail(
-        new RealtimeError("not_general_route", channelRouteAdvice(this.url, data.channels)),
-      );
+      if (this._subscriptions.size > 0) {
+        this._fail(
+          new RealtimeError("not_general_route", channelRouteAdvice(this.url, data.channels)),
+        );
+        return;
+      }
+      // A URL that subscribes by itself (a channel URL, ?channels=): from now on the
+      // general route with those channels and filters, so that reconnections resume.
+      const plan = planFromUrl(this.url, data.channels);
+      this.url = plan.url;
+      for (const channel of data.channels) this._subscriptions.set(channel, plan.filter);
+      for (const [channel, id] of Object.entries(plan.since)) this._lastIds.set(channel, id);
+      this._open();
       return;
     }
     this._established = true;
@@ -1015,6 +1025,34 @@ function refusal(error, request) {
     timestamp: new Date().toISOString(),
     data: { code: error.code, message: error.message, channels: [...request.names] },
   };
+}
+
+/** The general route, filter and resume points a self-subscribing URL stands for. */
+function planFromUrl(url, channels) {
+  const u = new URL(url);
+  const query = new Map();
+  for (const [key, value] of u.searchParams) {
+    query.set(key, query.has(key) ? `${query.get(key)},${value}` : value);
+  }
+  if (query.has("channels")) query.delete("channels");
+  else u.pathname = u.pathname.replace(/\/[^/]*\/?$/, "") || "/";
+  const kept = new URLSearchParams();
+  for (const key of ["token", "ticket"]) {
+    if (query.has(key)) kept.set(key, query.get(key));
+    query.delete(key);
+  }
+  const since = {};
+  if (query.has("since") && channels.length === 1) since[channels[0]] = query.get("since");
+  query.delete("since");
+  for (const key of [...query.keys()]) {
+    if (key.startsWith("since.")) {
+      since[key.slice(6)] = query.get(key);
+      query.delete(key);
+    }
+  }
+  u.search = kept.toString();
+  const filter = Object.fromEntries(query);
+  return { url: u.href, filter, since };
 }
 
 function channelRouteAdvice(url, channels) {
