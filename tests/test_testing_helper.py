@@ -250,10 +250,17 @@ def test_every_block_of_the_page_is_a_file_run_here() -> None:
     """So that the tests below exercise the whole page (its command, `pytest`, is in
     the prose: no shell block)."""
     assert sorted(page_files()) == sorted(
-        ["app.py", "conftest.py", "realtime.yaml", "test_publishers.py", "test_with_fixture.py"]
+        [
+            "app.py",
+            "conftest.py",
+            "realtime.yaml",
+            "test_publishers.py",
+            "test_with_fixture.py",
+            "test_with_sanic_testing.py",
+        ]
     )
     assert len(page_blocks()) == len(page_files())
-    assert "run `pytest` in that directory: two tests pass" in PAGE.read_text()
+    assert "run `pytest` in that directory: four tests pass" in PAGE.read_text()
 
 
 def test_the_pages_app_is_the_app_these_tests_serve() -> None:
@@ -288,7 +295,7 @@ def test_the_pages_project_passes_with_its_command(tmp_path: Path, mode: str) ->
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     assert f"mode=Mode.{mode.upper()}" in output, output
-    assert "2 passed" in output, output
+    assert "4 passed" in output, output
 
 
 def test_a_failing_user_test_shows_the_helpers_message(tmp_path: Path) -> None:
