@@ -79,9 +79,9 @@ class Guard:
         token (a digest of it: the table holds no secret), else its IP."""
         if self.admin_limiter is None:
             return
-        scheme, _, value = (authorization or "").strip().partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            key = "token:" + hashlib.sha256(value.strip().encode()).hexdigest()[:32]
+        given = _bearer_value(authorization)
+        if given is not None:
+            key = "token:" + hashlib.sha256(given.encode()).hexdigest()[:32]
         else:
             key = "ip:" + client_ip
         wait = self.admin_limiter.hit(key, self._monotonic())
@@ -141,10 +141,10 @@ class Guard:
         )
 
     def bearer(self, authorization: str | None) -> str:
-        scheme, _, value = (authorization or "").strip().partition(" ")
-        if scheme.lower() != "bearer" or not value.strip():
+        given = _bearer_value(authorization)
+        if given is None:
             raise Unauthorized("this route needs 'Authorization: Bearer <token>'")
-        return value.strip()
+        return given
 
     def check_admin(self, authorization: str | None) -> Identity | None:
         """Admin routes: the static ``admin.token``, or a JWT with ``admin.role``.
@@ -179,3 +179,10 @@ class Guard:
         ticket = secrets.token_urlsafe(TICKET_BYTES)
         await self.backplane.put_ticket(ticket, encode_identity(identity), ttl)
         return ticket, ttl
+
+
+def _bearer_value(authorization: str | None) -> str | None:
+    """The token of ``Authorization: Bearer <token>``; None without one."""
+    scheme, _, value = (authorization or "").strip().partition(" ")
+    value = value.strip()
+    return value if scheme.lower() == "bearer" and value else None
