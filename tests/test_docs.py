@@ -294,6 +294,81 @@ def test_rst_docstrings_become_markdown() -> None:
     assert "```text\nA\n└── B\n```" in module.rst_to_markdown(tree)
 
 
+# --------------------------------------------------------------------------- shown code
+
+
+#: The directories of tested files that the pages show; each file is shown by some block.
+SHOWN_FILES = ("docs/quickstart", "docs/tutorial", "docs/how-to/redis", "docs/how-to/nginx")
+
+
+def test_doc_code_blocks_match_their_sources() -> None:
+    """Every block after ``<!-- from: path:section -->`` in docs/ is that tested file (or
+    section) exactly, no page keeps a pymdownx.snippets include line (GitHub shows it
+    raw), and every file of the tested directories is shown by some block."""
+    sync = _load("sync_includes")
+    problems = sync.check()
+    assert not problems, "Code blocks of the docs:\n" + "\n".join(f"- {p}" for p in problems)
+    shown = {
+        block.source.partition(":")[0]
+        for page in sync.pages()
+        for block in sync.blocks(page.read_text(encoding="utf-8"))
+    }
+    files = {
+        str(path.relative_to(ROOT))
+        for directory in SHOWN_FILES
+        for path in (ROOT / directory).rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+    assert files <= shown, f"tested files no page shows: {sorted(files - shown)}"
+
+
+def test_sync_includes_reports_and_rewrites(tmp_path: Path) -> None:
+    """The check names the page, the block and its first differing line (changed, missing
+    or extra lines, a missing section or file, a comment without a block, an include line
+    left over); the rewrite makes every block its source again, markers left out."""
+    sync = _load("sync_includes")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "src.py").write_text(
+        "import os\n# --8<-- [start:main]\ndef main():\n    # --8<-- [start:inner]\n"
+        "    return 1\n    # --8<-- [end:inner]\n# --8<-- [end:main]\n"
+    )
+    page = tmp_path / "docs/page.md"
+    page.write_text(
+        "# Page\n\n<!-- from: src.py:main -->\n```python\ndef main():\n    return 2\n```\n\n"
+        "- a list item:\n\n    <!-- from: src.py -->\n    ```python\n    import os\n    ```\n\n"
+        "<!-- from: src.py:inner -->\n```python\n    return 1\n```\n"
+    )
+    assert sync.check(root=tmp_path) == [
+        "docs/page.md: block 1 (line 3, from src.py:main): line 2 of the block is "
+        "'    return 2', src.py:main has '    return 1'. Run python docs/hooks/sync_includes.py",
+        "docs/page.md: block 2 (line 11, from src.py): the block ends before line 2, src.py "
+        "has 'def main():'. Run python docs/hooks/sync_includes.py",
+    ]
+    text = sync.synced(page.read_text(), tmp_path)
+    assert "    ```python\n    import os\n    def main():\n        return 1\n    ```" in text
+    assert "```python\ndef main():\n    return 1\n```" in text and "8<" not in text
+    page.write_text(text)
+    assert sync.check(root=tmp_path) == []
+
+    extra = "<!-- from: src.py:inner -->\n```python\n    return 1\nprint()\n```\n"
+    assert sync.problems(extra, "p.md", tmp_path) == [
+        "p.md: block 1 (line 1, from src.py:inner): line 2 of the block is 'print()', "
+        "src.py:inner ends before it. Run python docs/hooks/sync_includes.py"
+    ]
+    missing = "<!-- from: src.py:gone -->\n```\n```\n<!-- from: nope.py -->\n```\n```\n"
+    assert sync.problems(missing, "p.md", tmp_path) == [
+        "p.md: block 1 (line 1, from src.py:gone): src.py:gone: the section [start:gone] is "
+        "not there in src.py. Run python docs/hooks/sync_includes.py",
+        "p.md: block 2 (line 4, from nope.py): nope.py: no file nope.py. "
+        "Run python docs/hooks/sync_includes.py",
+    ]
+    assert sync.problems("<!-- from: src.py -->\ntext\n", "p.md", tmp_path) == [
+        "p.md: line 1 (from src.py): the next line must open a fenced block"
+    ]
+    (problem,) = sync.problems('```python\n--8<-- "src.py:main"\n```\n', "p.md", tmp_path)
+    assert problem.startswith("p.md: line 2: '--8<-- \"src.py:main\"' is a pymdownx.snippets")
+
+
 # --------------------------------------------------------------------------- running them
 
 
@@ -510,9 +585,31 @@ def test_demo_commands() -> None:
                 process.wait_for(lambda out: "stats_update" in out, 30, "stats")
             else:  # the published error reaches both log tails (warn and above, error)
                 process.wait_for(lambda out: "db down" in out, 30, "the published event")
+        top_of_the_demo(run.take(dc_cmd("README.md", "sanic-realtime top")))
     finally:
         run.close()
     run.check_all_ran()
+
+
+def top_of_the_demo(script: str) -> None:
+    """The README's ``sanic-realtime top`` in a real terminal (tmux): the demo's channels
+    with their figures and events, then ``q``."""
+    from .test_top import Terminal, ensure_tmux
+
+    ensure_tmux()
+    terminal = Terminal(width=150, height=45)
+    try:
+        terminal.start(f"cd {shlex.quote(str(ROOT))} && {script}")
+
+        async def watch() -> None:
+            await terminal.shows("● connected", "reconnects 0", "q Quit")
+            await terminal.shows(" logs ", " stats ", " tasks ", listed="log_update")
+            terminal.keys("q")
+            await terminal.shows("EXITED=0")
+
+        asyncio.run(watch())
+    finally:
+        terminal.close()
 
 
 def test_docs_serve() -> None:
