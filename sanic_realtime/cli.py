@@ -1,6 +1,8 @@
-"""``sanic-realtime``: tail channels and publish events from a shell (no Sanic imported).
+"""``sanic-realtime``: tail or watch channels and publish events from a shell (no Sanic
+imported).
 
     sanic-realtime tail http://127.0.0.1:8000 --channel logs --filter level=error
+    sanic-realtime top http://127.0.0.1:8000
     sanic-realtime publish http://127.0.0.1:8000 --channel logs --type log_update \\
         --data '{"level": "error", "message": "db down"}'
 
@@ -18,7 +20,7 @@ import os
 import sys
 import urllib.error
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TextIO
 from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
@@ -34,21 +36,10 @@ from .client import (
     Refused,
     publish,
 )
+from .console import event_line, note_of
 
 __all__ = ["main"]
 
-#: styles of the values of ``level`` / ``severity`` fields
-LEVEL_STYLES = {
-    "debug": "dim",
-    "info": "green",
-    "low": "green",
-    "warn": "yellow",
-    "warning": "yellow",
-    "medium": "yellow",
-    "error": "red",
-    "high": "red",
-    "critical": "bold white on red",
-}
 _encoder = msgspec.json.Encoder()
 
 
@@ -78,19 +69,6 @@ def parse_filters(items: Sequence[str]) -> dict[str, str]:
     return filters
 
 
-def summary(data: Any) -> str:
-    """One line for an event's data: its ``message`` if it has one, then the other
-    fields as compact JSON."""
-    if isinstance(data, dict):
-        rest = {k: v for k, v in data.items() if k not in ("message", "level", "severity")}
-        message = data.get("message")
-        parts = [str(message)] if message is not None else []
-        if rest:
-            parts.append(_encoder.encode(rest).decode())
-        return "  ".join(parts)
-    return _encoder.encode(data).decode()
-
-
 class Output:
     """Where ``tail`` writes: events to stdout (lines, or JSON lines with ``--json``),
     connection changes to stderr in ``--json`` mode and inline otherwise."""
@@ -106,38 +84,11 @@ class Output:
             self.out.write(_encoder.encode(event).decode() + "\n")
             self.out.flush()
             return
-        data = event.data if isinstance(event.data, dict) else {}
-        if event.type == "resume_failed":
-            self.note(
-                f"! could not resume {event.channel} from {data.get('since')}: events published "
-                "while disconnected may be missing",
-                "bold yellow",
-            )
+        note = note_of(event)
+        if note is not None:
+            self.note(note, "bold yellow")
             return
-        if event.type == "messages_dropped":
-            reason = f" ({data['reason']})" if data.get("reason") else ""
-            self.note(
-                f"! {data.get('channel')}: {data.get('count', '?')} events dropped{reason}",
-                "bold yellow",
-            )
-            return
-        clock = (event.timestamp or "")[11:23]
-        level = data.get("level") or data.get("severity")
-        line = Text.assemble(
-            (clock, "dim"),
-            "  ",
-            (f"{event.channel or '-':<10}", "cyan"),
-            " ",
-            (f"{event.type:<16}", "bold" if event.is_event else "magenta"),
-            " ",
-        )
-        if level is not None:
-            line.append(f"{str(level).upper():<8}", LEVEL_STYLES.get(str(level).lower(), ""))
-            line.append(" ")
-        line.append(summary(event.data))
-        if event.id is not None:
-            line.append(f"  #{event.id}", "dim")
-        self.console.print(line)
+        self.console.print(event_line(event))
 
     def note(self, message: str, style: str = "dim") -> None:
         self.notes.print(Text(message, style))
@@ -161,21 +112,26 @@ class Output:
         )
 
 
-async def tail(args: argparse.Namespace, output: Output) -> int:
-    url = websocket_url(args.url)
+def client_for(args: argparse.Namespace, url: str) -> RealtimeClient:
+    """The client ``tail`` and ``top`` read with, from their common arguments."""
     filters = parse_filters(args.filter or [])
     # No -c and no -f: the URL decides. A channel URL (ws://host/ws/logs?level=error)
     # subscribes by itself and the client keeps it; on the general route, every channel.
     channels = args.channel or (["all"] if filters else None)
     token = args.token or os.environ.get("REALTIME_TOKEN") or None
-    client = RealtimeClient(
+    return RealtimeClient(
         url,
         channels=channels,
         filters=filters or None,
         token=token,
         max_reconnect_attempts=args.max_reconnect_attempts,
-        reconnect=not args.no_reconnect,
+        reconnect=not getattr(args, "no_reconnect", False),
     )
+
+
+async def tail(args: argparse.Namespace, output: Output) -> int:
+    url = websocket_url(args.url)
+    client = client_for(args, url)
     client.on_connection_change(lambda status: output.status(status, url))
     seen = 0
     try:
@@ -224,9 +180,54 @@ def do_publish(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def reading_arguments(command: argparse.ArgumentParser) -> None:
+    """The arguments ``tail`` and ``top`` share: where, what, and as whom."""
+    command.add_argument(
+        "url",
+        help="the server (http://host:8000), its general route (ws://host/ws), or a channel URL "
+        "with its filters (ws://host/ws/logs?level=error)",
+    )
+    command.add_argument(
+        "-c", "--channel", action="append", help="a channel (repeat for more; default: all)"
+    )
+    command.add_argument(
+        "-f", "--filter", action="append", metavar="NAME=VALUE", help="a filter (repeatable)"
+    )
+    command.add_argument("--token", help="a JWT (default: $REALTIME_TOKEN)")
+    command.add_argument(
+        "--max-reconnect-attempts", type=int, help="give up after this many failed attempts"
+    )
+
+
+def top(args: argparse.Namespace) -> int:
+    """Run the full-screen view until ``q`` (0) or a refusal / giving up (1)."""
+    try:
+        from .tui.app import TopApp
+    except ImportError as e:
+        if e.name is None or not e.name.startswith("textual"):
+            raise
+        print(
+            "error: `top` needs Textual, which is not installed: "
+            "pip install 'sanic-realtime[tui]'",
+            file=sys.stderr,
+        )
+        return 1
+    from .tui import TopModel
+
+    if args.recent < 1:
+        raise UsageError(f"--recent must be at least 1, got {args.recent}")
+    url = websocket_url(args.url)
+    client_for(args, url)  # bad arguments fail here, before the screen is taken
+    app = TopApp(lambda: client_for(args, url), url, model=TopModel(recent_size=args.recent))
+    app.run()
+    if app.error is not None:
+        print(f"error: {app.error}", file=sys.stderr)
+    return app.return_code or 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
-        prog="sanic-realtime", description="Tail and publish sanic-realtime events."
+        prog="sanic-realtime", description="Tail, watch and publish sanic-realtime events."
     )
     top.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = top.add_subparsers(dest="command", required=True)
@@ -236,24 +237,22 @@ def parser() -> argparse.ArgumentParser:
         help="show live events",
         description="Show a live, coloured stream of events; reconnects and resumes by itself.",
     )
-    t.add_argument(
-        "url",
-        help="the server (http://host:8000), its general route (ws://host/ws), or a channel URL "
-        "with its filters (ws://host/ws/logs?level=error)",
-    )
-    t.add_argument(
-        "-c", "--channel", action="append", help="a channel (repeat for more; default: all)"
-    )
-    t.add_argument(
-        "-f", "--filter", action="append", metavar="NAME=VALUE", help="a filter (repeatable)"
-    )
-    t.add_argument("--token", help="a JWT (default: $REALTIME_TOKEN)")
+    reading_arguments(t)
     t.add_argument("--json", action="store_true", help="one JSON envelope per line")
     t.add_argument("-n", "--count", type=int, help="exit after this many events")
-    t.add_argument(
-        "--max-reconnect-attempts", type=int, help="give up after this many failed attempts"
-    )
     t.add_argument("--no-reconnect", action="store_true", help="exit when the connection ends")
+
+    v = commands.add_parser(
+        "top",
+        help="a full-screen live view of the channels",
+        description="A full-screen live view: connection state and reconnects, each "
+        "channel's event rate and latest event, and the recent events (p: pause, /: filter, "
+        "c: clear, q: quit). Needs the [tui] extra (Textual).",
+    )
+    reading_arguments(v)
+    v.add_argument(
+        "--recent", type=int, default=1000, help="recent events kept for the list (default: 1000)"
+    )
 
     p = commands.add_parser(
         "publish",
@@ -277,6 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "publish":
             return do_publish(args, sys.stdout)
+        if args.command == "top":
+            return top(args)
         output = Output(json_lines=args.json, out=sys.stdout, err=sys.stderr)
         with contextlib.suppress(KeyboardInterrupt):
             return asyncio.run(tail(args, output))

@@ -112,6 +112,7 @@ COMMANDS: dict[str, Kind] = {
         "test_demo_commands"
     ),
     "export REALTIME_ADMIN_TOKEN=change-me": Test("test_demo_commands"),
+    ".venv/bin/sanic-realtime top http://127.0.0.1:8000": Test("test_demo_commands"),
     ".venv/bin/sanic-realtime publish http://127.0.0.1:8000 --channel logs --type log_update \\\n"
     '    --data \'{"level": "error", "message": "db down"}\'': Test("test_demo_commands"),
     'curl -s -H "Authorization: Bearer $REALTIME_ADMIN_TOKEN" http://127.0.0.1:8000/admin/ws/stats': Test(
@@ -425,6 +426,13 @@ class Runner:
 
     def _mark(self, command: str, part: int | None) -> None:
         self.todo.discard((command, part))
+
+    def take(self, command: str, part: int | None = None) -> str:
+        """The script of a command the test runs its own way (e.g. in a terminal, for a
+        full-screen one), counted as run."""
+        script = self.script(command, part)
+        self._mark(command, part)
+        return script
 
     def run(self, command: str, part: int | None = None, timeout: float = 60) -> str:
         """Run to completion; fails unless it exits 0. Returns its output."""

@@ -1,4 +1,5 @@
-"""A Python client for sanic-realtime servers, on ``websockets`` alone (it imports no Sanic).
+"""A Python client for sanic-realtime servers, on ``websockets`` and msgspec (it imports no
+Sanic).
 
 It connects to the general route (``ws://host/ws``), subscribes with ``subscribe``
 messages, and keeps the subscriptions through network trouble and server restarts: it
