@@ -83,6 +83,18 @@ def test_what_a_server_sends_stays_bounded() -> None:
     assert all(len(c.buckets) <= 3 for c in model._channels.values())
 
 
+def test_a_huge_event_is_kept_cut() -> None:
+    """A server may send 16 MiB events: the list keeps 500 characters of each line, the
+    table 200 of the latest, the filter the first 50 fields of 200 characters."""
+    model = TopModel()
+    data = {"message": "x" * 1_000_000, **{f"f{i}": "y" * 1000 for i in range(10_000)}}
+    model.on_event(Event("log_update", channel="logs", id="e:1", data=data), 1.0)
+    [line] = model.recent
+    assert len(line.text.plain) == 500 and len(line.plain) == 500
+    assert len(line.fields) == 50 and all(len(v) == 200 for _, v in line.fields)
+    assert len(model.rows([], 1.0)[0].latest) == 200
+
+
 def test_pause_holds_the_list_and_counts_what_arrives() -> None:
     model = TopModel()
     model.on_event(log_event(1), 1.0)

@@ -10,6 +10,7 @@ counted under ``other``).
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from dataclasses import dataclass
 
@@ -22,6 +23,13 @@ __all__ = ["ChannelRow", "Line", "TopModel", "parse_filter"]
 
 #: The row under which events of channels past ``max_channels`` are counted.
 OTHER = "other"
+#: A line of the list, and the latest event in the table, are cut to this many characters
+#: (no screen shows more; a 16 MiB event must not be kept 1000 times).
+LINE_CHARS = 500
+LATEST_CHARS = 200
+#: The data fields a ``name=value`` term can match: the first FIELDS, each cut.
+FIELDS = 50
+FIELD_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -91,7 +99,7 @@ class TopModel:
         #: lines received since the screen last took them (see :meth:`take_new`)
         self._new: deque[Line] = deque(maxlen=recent_size)
         self._channels: dict[str, _Channel] = {}
-        self._latest: dict[str, Event] = {}
+        self._latest: dict[str, str] = {}
         self.paused = False
         #: lines that arrived while paused
         self.held = 0
@@ -131,9 +139,12 @@ class TopModel:
         if event.channel is not None and (event.is_event or event.type == "initial_state"):
             self._count(event, int(now))
         text = event_line(event)
+        text.truncate(LINE_CHARS)
         data = event.data if isinstance(event.data, dict) else {}
         fields = tuple(
-            (str(k), str(v).lower()) for k, v in data.items() if isinstance(v, (str, int, bool))
+            (str(k)[:FIELD_CHARS], str(v)[:FIELD_CHARS].lower())
+            for k, v in itertools.islice(data.items(), FIELDS)
+            if isinstance(v, (str, int, bool))
         )
         self._add(Line(text, text.plain.lower(), fields))
 
@@ -142,7 +153,8 @@ class TopModel:
         if name not in self._channels and len(self._channels) >= self.max_channels:
             name = OTHER
         channel = self._channels.setdefault(name, _Channel())
-        self._latest[name] = event
+        clock = (event.timestamp or "")[11:19]
+        self._latest[name] = f"{clock}  {event.type}  {summary(event.data)}"[:LATEST_CHARS].strip()
         if not event.is_event:
             return
         channel.total += 1
@@ -213,13 +225,8 @@ class TopModel:
         rows = []
         for name in names:
             stats = self._channels.get(name)
-            latest = self._latest.get(name)
-            shown = ""
-            if latest is not None:
-                shown = f"{(latest.timestamp or '')[11:19]}  {latest.type}  {summary(latest.data)}"
-            rows.append(
-                ChannelRow(name, self.rate(name, now), stats.total if stats else 0, shown.strip())
-            )
+            latest = self._latest.get(name, "")
+            rows.append(ChannelRow(name, self.rate(name, now), stats.total if stats else 0, latest))
         return rows
 
     def headline(self, url: str, now: float) -> Text:
