@@ -207,8 +207,7 @@ def top(args: argparse.Namespace) -> int:
         if e.name is None or not e.name.startswith("textual"):
             raise
         print(
-            "error: `top` needs Textual, which is not installed: "
-            "pip install 'sanic-realtime[tui]'",
+            "error: `top` needs Textual, which is not installed: pip install 'sanic-realtime[tui]'",
             file=sys.stderr,
         )
         return 1

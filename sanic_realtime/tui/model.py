@@ -154,7 +154,7 @@ class TopModel:
             name = OTHER
         channel = self._channels.setdefault(name, _Channel())
         clock = (event.timestamp or "")[11:19]
-        self._latest[name] = f"{clock}  {event.type}  {summary(event.data)}"[:LATEST_CHARS].strip()
+        self._latest[name] = f"{clock}  {event.type}  {summary(event.data)}".strip()[:LATEST_CHARS]
         if not event.is_event:
             return
         channel.total += 1
