@@ -17,7 +17,10 @@ Semantics (see docs/protocol.md):
 
 A compiled :class:`Filter` has a hashable ``key``: subscriptions with equal keys are
 grouped so that a filter is evaluated once per event per distinct filter, not once
-per subscriber.
+per subscriber. A filter with an ``eq`` term also has an :meth:`Filter.index_term`: the
+room files its group under each of that term's values (compared as :func:`field_text`
+reads the event), so an event finds those groups by its value instead of testing every
+one of them; the rest of the filter (:meth:`Filter.matches_rest`) is still evaluated.
 """
 
 from __future__ import annotations
@@ -28,9 +31,18 @@ from typing import Any
 from .config import ChannelConfig, FilterSpec, ThrottleConfig, parse_duration
 from .exceptions import BadFilterValue, UnknownFilter
 
-__all__ = ["Filter", "FilterKey", "compile_filter", "split_filter_params"]
+__all__ = [
+    "Filter",
+    "FilterKey",
+    "IndexTerm",
+    "compile_filter",
+    "field_text",
+    "split_filter_params",
+]
 
 FilterKey = tuple[Any, ...]
+#: An ``eq`` term a room can index: the field's path and the texts it accepts.
+IndexTerm = tuple[tuple[str, ...], frozenset[str]]
 FilterParam = str | int | float | bool | Sequence[str | int | float | bool]
 
 _MISSING: Any = object()
@@ -62,6 +74,13 @@ def _get(data: Any, path: tuple[str, ...]) -> Any:
     return data
 
 
+def field_text(data: Any, path: tuple[str, ...]) -> str | None:
+    """The text an ``eq`` filter compares the event's field at ``path`` by (None: the
+    field is missing or is not a string, number or boolean, so no ``eq`` term matches).
+    An ``eq`` term matches exactly when this text is one of its values."""
+    return _as_text(_get(data, path))
+
+
 class _Check:
     __slots__ = ("path",)
 
@@ -80,7 +99,7 @@ class _Eq(_Check):
         self.values = values
 
     def __call__(self, data: Any) -> bool:
-        return _as_text(_get(data, self.path)) in self.values
+        return field_text(data, self.path) in self.values
 
 
 class _Min(_Check):
@@ -121,9 +140,13 @@ class Filter:
 
     ``interval`` (seconds, 0: none) and ``throttle_key`` describe the subscription's
     throttling; they are part of ``key``, so throttled subscribers form groups of their own.
+
+    ``index_term()`` is the ``eq`` term a room may look events up by (the one with the
+    fewest values; the first of those in ``checks`` order), and ``matches_rest`` is
+    ``matches`` without it, for an event already known to satisfy it.
     """
 
-    __slots__ = ("checks", "interval", "key", "throttle_key", "types")
+    __slots__ = ("_rest", "_term", "checks", "interval", "key", "throttle_key", "types")
 
     def __init__(
         self,
@@ -138,11 +161,36 @@ class Filter:
         self.checks = checks
         self.interval = interval
         self.throttle_key = throttle_key
+        term: _Eq | None = None
+        for check in checks:
+            if isinstance(check, _Eq) and (term is None or len(check.values) < len(term.values)):
+                term = check
+        self._term = term
+        self._rest = tuple(check for check in checks if check is not term)
 
     def matches(self, event_type: str, data: Any) -> bool:
         if self.types is not None and event_type not in self.types:
             return False
         return all(check(data) for check in self.checks)
+
+    def index_term(self) -> IndexTerm | None:
+        """The ``eq`` term to index this filter by: (the field's path, the texts it
+        accepts), or None when the filter has no ``eq`` term."""
+        term = self._term
+        return None if term is None else (term.path, term.values)
+
+    @property
+    def rest_is_empty(self) -> bool:
+        """True when the index term is the whole filter: an event that satisfies it
+        matches (``matches_rest`` would always be true)."""
+        return self.types is None and not self._rest
+
+    def matches_rest(self, event_type: str, data: Any) -> bool:
+        """``matches`` for an event whose field already satisfies ``index_term()``:
+        the types and every other check. Without an index term, the same as ``matches``."""
+        if self.types is not None and event_type not in self.types:
+            return False
+        return all(check(data) for check in self._rest)
 
     def conflation_key(self, data: Any) -> Any:
         """What a throttled event replaces: the pending event with the same key value

@@ -1,39 +1,63 @@
 """Channel -> subscribers bookkeeping. Pure: no I/O.
 
 A :class:`Room` groups its subscribers by filter key, so that fan-out evaluates each
-distinct filter once per event and then queues for every member of the group.
+distinct filter at most once per event and then queues for every member of the group.
 Subscribers are any hashable objects (the hub's connections, or plain strings in tests).
+
+Groups whose filter has an ``eq`` term (``component=db``, or any of ``component=db,api``)
+are indexed: the room files such a group under each value of that term (the filter's
+:meth:`~sanic_realtime.filters.Filter.index_term`), per field, and an event looks its
+field's text up (:func:`~sanic_realtime.filters.field_text`, the text the ``eq`` check
+compares by) instead of testing every group. Only the groups found there are evaluated,
+on the rest of their filter. The other groups (no filter, or no ``eq`` term) are
+evaluated for every event, as before. :meth:`Room.matching` gives the groups an event
+matches: the same groups, each once, as evaluating every group's filter would.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator
-from typing import Generic, TypeVar
+from collections.abc import Callable, Hashable, Iterator
+from typing import Any, Generic, TypeVar
 
-from .filters import Filter, FilterKey
+from .filters import Filter, FilterKey, IndexTerm, field_text
 
 __all__ = ["Group", "Room", "Rooms"]
 
 S = TypeVar("S", bound=Hashable)
 
+#: value text -> the groups filed under it, by filter key
+Buckets = dict[str, dict[FilterKey, "Group[Any]"]]
+
 
 class Group(Generic[S]):
-    """Subscribers of one room that share one filter (``None``: no filter)."""
+    """Subscribers of one room that share one filter (``None``: no filter).
 
-    __slots__ = ("filter", "members")
+    ``term`` is the filter's index term when the room indexes the group (else None), and
+    ``rest`` what an event found through the index must still pass (None: nothing)."""
+
+    __slots__ = ("filter", "members", "rest", "term")
 
     def __init__(self, filter: Filter | None) -> None:
         self.filter = filter
         # A dict keeps insertion order and removes in O(1).
         self.members: dict[S, None] = {}
+        self.term: IndexTerm | None = filter.index_term() if filter is not None else None
+        self.rest: Callable[[str, Any], bool] | None = None
+        if filter is not None and self.term is not None and not filter.rest_is_empty:
+            self.rest = filter.matches_rest
 
 
 class Room(Generic[S]):
-    __slots__ = ("_where", "channel", "groups")
+    __slots__ = ("_index", "_plain", "_where", "channel", "groups")
 
     def __init__(self, channel: str) -> None:
         self.channel = channel
+        #: Every group, by filter key.
         self.groups: dict[FilterKey | None, Group[S]] = {}
+        #: The groups that are not indexed: evaluated for every event.
+        self._plain: dict[FilterKey | None, Group[S]] = {}
+        #: field path -> value text -> the indexed groups filed under it.
+        self._index: dict[tuple[str, ...], Buckets] = {}
         self._where: dict[S, FilterKey | None] = {}
 
     def add(self, subscriber: S, filter: Filter | None) -> None:
@@ -43,6 +67,19 @@ class Room(Generic[S]):
         group = self.groups.get(key)
         if group is None:
             group = self.groups[key] = Group(filter)
+            term = group.term
+            if term is None:
+                self._plain[key] = group
+            else:
+                path, values = term
+                buckets = self._index.get(path)
+                if buckets is None:
+                    buckets = self._index[path] = {}
+                for value in values:
+                    bucket = buckets.get(value)
+                    if bucket is None:
+                        bucket = buckets[value] = {}
+                    bucket[key] = group  # type: ignore[index]
         group.members[subscriber] = None
         self._where[subscriber] = key
 
@@ -54,10 +91,49 @@ class Room(Generic[S]):
         del group.members[subscriber]
         if not group.members:
             del self.groups[key]  # type: ignore[arg-type]
+            term = group.term
+            if term is None:
+                del self._plain[key]  # type: ignore[arg-type]
+            else:
+                path, values = term
+                buckets = self._index[path]
+                for value in values:
+                    bucket = buckets[value]
+                    del bucket[key]  # type: ignore[arg-type]
+                    if not bucket:
+                        del buckets[value]
+                if not buckets:
+                    del self._index[path]
         return True
+
+    def matching(self, event_type: str, data: Any) -> list[Group[S]]:
+        """The groups whose filter the event matches (no filter: every event), each once:
+        the non-indexed groups that pass their filter, then, per indexed field, the
+        groups filed under the event's value that pass the rest of theirs."""
+        out: list[Group[S]] = []
+        for group in self._plain.values():
+            f = group.filter
+            if f is None or f.matches(event_type, data):
+                out.append(group)
+        for path, buckets in self._index.items():
+            text = field_text(data, path)
+            if text is None:
+                continue
+            bucket = buckets.get(text)
+            if bucket is None:
+                continue
+            for group in bucket.values():
+                rest = group.rest
+                if rest is None or rest(event_type, data):
+                    out.append(group)
+        return out
 
     def filter_of(self, subscriber: S) -> Filter | None:
         return self.groups[self._where[subscriber]].filter
+
+    def index_sizes(self) -> dict[tuple[str, ...], int]:
+        """Per indexed field: how many values have groups filed under them."""
+        return {path: len(buckets) for path, buckets in self._index.items()}
 
     def __contains__(self, subscriber: object) -> bool:
         return subscriber in self._where

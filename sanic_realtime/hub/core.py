@@ -304,14 +304,11 @@ class Hub:
         if room is not None:
             self._fanouts += 1
             fan_out = outbox.fan_out
-            for group in room.groups.values():
+            for group in room.matching(etype, data):  # indexed eq filters: looked up
                 f = group.filter
-                if f is not None:
-                    if not f.matches(etype, data):
-                        continue
-                    if f.interval:
-                        count += self._throttler.deliver(group.members, f, event, targeted)
-                        continue
+                if f is not None and f.interval:
+                    count += self._throttler.deliver(group.members, f, event, targeted)
+                    continue
                 got, wrote = fan_out(group.members, channel, frame, event, targeted, direct)
                 count += got
                 written += wrote
