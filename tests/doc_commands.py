@@ -132,6 +132,7 @@ COMMANDS: dict[str, Kind] = {
     # how-to/redis-workers.md.
     "pip install sanic-realtime": Install(),
     "pip install 'sanic-realtime[redis]'": Install(),
+    "pip install 'sanic-realtime[tui]'": Install(),  # clients.md: for `sanic-realtime top`
     # quickstart.md, clients.md, configuration.md, protocol.md: the quick start's app.
     "sanic app:app --port 8000": Test("test_quickstart_commands"),
     "sanic-realtime tail http://127.0.0.1:8000 --channel logs --filter level=warn": Test(
