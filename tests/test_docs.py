@@ -369,6 +369,30 @@ def test_sync_includes_reports_and_rewrites(tmp_path: Path) -> None:
     assert problem.startswith("p.md: line 2: '--8<-- \"src.py:main\"' is a pymdownx.snippets")
 
 
+def test_key_names_get_break_points_after_dots_only() -> None:
+    """The key_breaks hook marks a table cell or heading that is one key name, with a
+    <wbr> after each dot (tests/test_docs_site.py checks the layout in Chromium), and
+    leaves other code alone."""
+    hook = _load("key_breaks")
+    cell = "<td><code>realtime.channels.&lt;channel&gt;.filters</code></td>"
+    assert hook.mark_names(cell) == (
+        '<td><code class="key-name">realtime.<wbr>channels.<wbr>&lt;channel&gt;.<wbr>filters'
+        "</code></td>"
+    )
+    heading = '<h2 id="realtime-auth"><code>realtime.auth</code><a class="headerlink" href="#">'
+    assert '<code class="key-name">realtime.<wbr>auth</code><a' in hook.mark_names(heading)
+    assert hook.mark_names("<td><code>max_clients</code></td>") == (
+        '<td><code class="key-name">max_clients</code></td>'
+    )
+    for other in (
+        "<td><code>1000</code></td>",
+        "<td><code>{messages: 50, per: 1s}</code></td>",
+        "<td><code>a</code> or <code>b</code></td>",
+        "<p><code>realtime.auth</code></p>",
+    ):
+        assert hook.mark_names(other) == other
+
+
 # --------------------------------------------------------------------------- running them
 
 
