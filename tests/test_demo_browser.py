@@ -9,8 +9,9 @@ the order they arrived, ``events[channel]`` the same events with their data and 
 which events were delivered under it (set when the re-subscription is confirmed).
 
 Chromium comes from tests/test_browser.py's ``chromium`` fixture (Debian's package). The
-screenshot test takes the README's picture; it writes docs/demo-console.png only with
-``REALTIME_UPDATE_SCREENSHOT=1`` (so that a test run leaves the tree as it was):
+layout test measures, at 1280 and 1440 px, that no text is cut off and no toast covers a
+figure. The screenshot test takes the README's picture; it writes docs/demo-console.png
+only with ``REALTIME_UPDATE_SCREENSHOT=1`` (so that a test run leaves the tree as it was):
 
     REALTIME_UPDATE_SCREENSHOT=1 .venv/bin/pytest tests/test_demo_browser.py -k screenshot
 """
@@ -639,13 +640,152 @@ async def test_drop_connection_loses_nothing(ops: Console) -> None:
     assert set(during) <= set(page_ids)
 
 
+# ---------------------------------------------------------------------- layout
+
+#: The page function of ``test_nothing_clipped_or_covered``: ``false`` until the toast of an
+#: alert shows, then what it found wrong (each naming the element and the widths), measured
+#: in one go so that no toast fades in between. ``arg.scopes``: where no text may be cut
+#: off; ``arg.figures``: what no toast may cover.
+LAYOUT_PROBLEMS = r"""(arg) => {
+  const toasts = [...document.querySelectorAll("[data-testid=toast]")];
+  if (!toasts.some((t) => / alert · /.test(t.querySelector(".title")?.textContent ?? ""))) {
+    return false;
+  }
+  const vw = document.documentElement.clientWidth;
+  const vh = document.documentElement.clientHeight;
+  const problems = [];
+  const name = (e) => {
+    const id = e.dataset.testid ? `[data-testid=${e.dataset.testid}]` : e.id ? `#${e.id}` : "";
+    const text = (e.value || e.placeholder || e.innerText || "").replace(/\s+/g, " ").trim();
+    const classes = e.className ? `.${e.className.replaceAll(" ", ".")}` : "";
+    return `${e.tagName.toLowerCase()}${id}${classes} '${text.slice(0, 40)}'`;
+  };
+  const px = (e, property) => parseFloat(getComputedStyle(e)[property]) || 0;
+  // A hidden copy of e, out of the layout, with e's font: how wide it is.
+  const measure = (copy, e, properties) => {
+    const style = getComputedStyle(e);
+    for (const p of properties) copy.style[p] = style[p];
+    copy.style.position = "absolute";
+    copy.style.visibility = "hidden";
+    document.body.append(copy);
+    const width = copy.getBoundingClientRect().width;
+    copy.remove();
+    return width;
+  };
+  const FONT = ["fontFamily", "fontSize", "fontWeight", "fontStyle", "letterSpacing"];
+  const textWidth = (e, text) => {
+    const span = document.createElement("span");
+    span.style.whiteSpace = "pre";
+    span.textContent = text;
+    return measure(span, e, FONT);
+  };
+  // A new select with only e's chosen option, at its own width: what showing it needs.
+  const selectWidth = (e) => {
+    const copy = document.createElement("select");
+    copy.append(e.selectedOptions[0]?.cloneNode(true) ?? "");
+    return measure(copy, e, [...FONT, "padding", "border", "boxSizing", "appearance"]);
+  };
+  const clipped = (scope) => {
+    for (const e of [scope, ...scope.querySelectorAll("*")]) {
+      if (e.getClientRects().length === 0) continue; // not shown
+      const has = e.getBoundingClientRect().width;
+      if (e instanceof HTMLSelectElement) {
+        const needs = selectWidth(e);
+        if (needs > has + 0.5) {
+          problems.push(
+            `${name(e)}: its option needs ${needs.toFixed(1)}px, it is ${has.toFixed(1)}px`
+          );
+        }
+      } else if (e instanceof HTMLInputElement && e.type !== "checkbox") {
+        const needs = textWidth(e, e.value || e.placeholder);
+        const room = e.clientWidth - px(e, "paddingLeft") - px(e, "paddingRight");
+        if (needs > room + 0.5) {
+          problems.push(
+            `${name(e)}: its text needs ${needs.toFixed(1)}px, it has ${room.toFixed(1)}px`
+          );
+        }
+      } else if (e.clientWidth > 0 && e.scrollWidth > e.clientWidth) {
+        problems.push(`${name(e)}: content ${e.scrollWidth}px wide in ${e.clientWidth}px`);
+      }
+    }
+  };
+  for (const selector of arg.scopes) clipped(document.querySelector(selector));
+  const page = document.documentElement.scrollWidth;
+  if (page > vw) problems.push(`the page: ${page}px wide in ${vw}px`);
+
+  const box = (e) => e.getBoundingClientRect();
+  const meet = (a, b) =>
+    a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+  const span = (r) => `x ${Math.round(r.left)}-${Math.round(r.right)}`
+    + ` y ${Math.round(r.top)}-${Math.round(r.bottom)}`;
+  const figures = [...document.querySelectorAll(arg.figures)];
+  const panels = [...document.querySelectorAll(".panel")].filter((p) => p.clientWidth > 0);
+  const positions = [
+    ["page at the top", () => window.scrollTo(0, 0), panels],
+    ["figures at the bottom", () => figures.at(-1).scrollIntoView({ block: "end" }), figures],
+    ["figures in the middle", () => figures[0].scrollIntoView({ block: "center" }), figures],
+  ];
+  for (const [where, scroll, covered] of positions) {
+    scroll();
+    for (const t of toasts) {
+      const r = box(t);
+      const toast = `${where}: ${name(t)} at ${span(r)}`;
+      if (r.left < 0 || r.right > vw || r.top < 0 || r.bottom > vh) {
+        problems.push(`${toast}: not all in the ${vw}x${vh} viewport`);
+      }
+      for (const c of covered) {
+        if (meet(r, box(c))) problems.push(`${toast} covers ${name(c)} at ${span(box(c))}`);
+      }
+    }
+  }
+  window.scrollTo(0, 0);
+  return { problems, toasts: toasts.map((t) => t.innerText.replace(/\s+/g, " ")), width: vw };
+}"""
+
+
+@pytest.mark.parametrize("width", [1280, 1440])
+async def test_nothing_clipped_or_covered(ops: Console, width: int) -> None:
+    """At 1280 and 1440 px wide, with live data and an alert's toast showing: no text of the
+    gateway stats, the broadcast form or the toasts is cut off (every element's content
+    fits its box; a field's value or placeholder, a select's chosen option fit the field),
+    the toasts are in the viewport, and they cover no panel (page at the top) and none of
+    the gateway stats figures (scrolled to the bottom, and to the middle, of the viewport)."""
+    await ops.page.set_viewport_size({"width": width, "height": 900})
+    await ops.login("admin", "admin")
+    providers = len((await ops.http.get("/api/config")).json()["providers"])
+    await ops.wait(
+        "document.querySelectorAll('[data-testid=gw-providers] tr').length === arg", providers
+    )
+    await ops.wait_text("gw-total", r"^[\d,]+$")
+    await ops.wait_text("gw-updated", "calculated")
+    await ops.wait("document.querySelector('[data-testid=bc-severity]').value === 'high'")
+    # An announcement through the form, then six error logs of one component: the
+    # detector's anomaly is a critical system alert, with a toast.
+    await ops.page.fill("[data-testid=bc-message]", "Maintenance window tonight at 22:00 UTC")
+    await ops.page.click("[data-testid=bc-send]")
+    await ops.wait_text("bc-result", "^sent ")
+    for _ in range(6):
+        await post_log(ops, "error", "billing")
+    scopes = ["[data-testid=panel-gateway]", "[data-testid=broadcast-form]"]
+    scopes.append("[data-testid=toasts]")
+    figures = "[data-testid=gw-stats], [data-testid=panel-gateway] table"
+    found = await ops.page.wait_for_function(
+        LAYOUT_PROBLEMS, arg={"scopes": scopes, "figures": figures}, timeout=LONG_MS
+    )
+    report = await found.json_value()
+    assert report["width"] == width, report
+    problems = "\n".join(report["problems"])
+    assert not problems, f"at {width}x900, with toasts {report['toasts']}:\n{problems}"
+
+
 # ---------------------------------------------------------------------- screenshot
 
 
 async def test_screenshot_of_a_full_console(ops: Console, tmp_path: Path) -> None:
-    """Signed in as admin with every panel filled: docs/demo-console.png."""
+    """Signed in as admin with every panel filled, 1440 px wide: docs/demo-console.png."""
     update = os.environ.get("REALTIME_UPDATE_SCREENSHOT") == "1"
     target = SCREENSHOT if update else tmp_path / SCREENSHOT.name
+    await ops.page.set_viewport_size({"width": 1440, "height": 900})
     await ops.login("admin", "admin")
     await register(ops, "dave")  # a user event
     for _ in range(6):  # an anomaly, at once
@@ -678,4 +818,4 @@ async def test_screenshot_of_a_full_console(ops: Console, tmp_path: Path) -> Non
     png = target.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     width = int.from_bytes(png[16:20], "big")
-    assert width == 1400
+    assert width == 1440
