@@ -5,16 +5,18 @@ and gets back one :class:`Admitted` (or a ``ClientError`` to answer with).
 The order (docs/protocol.md, "Refusals"): the connection rate per IP, the origin, the
 credential (a token is verified; a ticket is only looked up), the subscription plan
 (channels, filters, ``since``, roles), ``max_subscriptions``, the ``Upgrade`` header,
-websockets' own handshake checks, the backplane, and a slot (``max_clients``,
-``max_connections_per_user``). A one-time ticket is redeemed last, once every other
-check has passed: a client refused for any other reason can use its ticket again. Of
+websockets' own handshake checks, the backplane, room for the template instances
+(``max_channels``), a slot (``max_clients``, ``max_connections_per_user``), and the
+app's hooks, ``on_connect`` then ``authorize`` per channel (with the slot held, so at most
+``max_clients`` handshakes wait for them). A one-time ticket is redeemed last, once every
+other check has passed: a client refused for any other reason can use its ticket again. Of
 two requests racing with one ticket, one redeems it and the other is refused
 (``invalid_ticket``), its slot given back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -25,6 +27,7 @@ from .subscriptions import SubRequest, channel_plan, check_subscription_limit, g
 
 if TYPE_CHECKING:
     from .auth import Identity
+    from .channels import Resolved
     from .hub import Hub, Reservation
 
 __all__ = ["Admission", "Admitted", "Handshake"]
@@ -47,6 +50,11 @@ class Handshake:
     #: websockets' own checks of the upgrade request (``Sec-WebSocket-Key``, version,
     #: ``Connection``): raises ``ClientError``.
     check_upgrade: Callable[[], None]
+    #: The app's hooks for this request: ``on_connect`` (given the identity) and
+    #: ``authorize`` (given the identity and a channel's name, key and parameters); each
+    #: raises ``ClientError`` to refuse.
+    check_connect: Callable[[Identity | None], Awaitable[None]] | None = None
+    authorize: Callable[[Identity | None, Resolved], Awaitable[None]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +103,19 @@ class Admission:
                 "the backplane is unavailable (Redis unreachable); try again shortly",
                 code="backplane_unavailable",
             )
+        targets = hub.admit_channels([sub.channel for sub in plan])  # too_many_channels
         reservation = hub.reserve(identity.user_id if identity is not None else None)
-        if ticket is not None:
-            try:
+        try:
+            # The app's hooks last, on a request that passed every other check, and while a
+            # slot is held: at most max_clients handshakes wait for them at once.
+            if request.check_connect is not None:
+                await request.check_connect(identity)
+            if request.authorize is not None:
+                for target in targets:
+                    await request.authorize(identity, target)
+            if ticket is not None:
                 await guard.redeem(ticket)
-            except BaseException:
-                hub.release(reservation)
-                raise
+        except BaseException:
+            hub.release(reservation)
+            raise
         return Admitted(plan, reservation, identity)

@@ -94,8 +94,21 @@ class StatsReply(msgspec.Struct):
     total_users: Annotated[
         int, msgspec.Meta(description="Distinct authenticated users with a connection.")
     ]
-    by_channel: Annotated[dict[str, int], msgspec.Meta(description="Channel -> connections.")]
+    by_channel: Annotated[
+        dict[str, int],
+        msgspec.Meta(
+            description="Channel -> connections; a template's instances are counted under "
+            "the template (orders.{order_id})."
+        ),
+    ]
     by_role: Annotated[dict[str, int], msgspec.Meta(description="Role -> connections holding it.")]
+    channel_instances: Annotated[
+        dict[str, int],
+        msgspec.Meta(
+            description="Template -> instances in use (summed over the workers: an instance "
+            "used on two counts twice)."
+        ),
+    ]
     messages_sent: int
     messages_dropped: int
     slow_disconnects: int

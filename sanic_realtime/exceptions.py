@@ -6,6 +6,11 @@ The hierarchy::
     ├── ConfigError                   the configuration is wrong (.path names the key)
     └── ClientError                   a client asked for something we refuse (.code, .status)
         ├── UnknownChannel            404 unknown_channel
+        ├── InvalidChannel            400 invalid_channel (a template's parameter fails its
+        │                             pattern; .param)
+        ├── TooManyChannels           503 too_many_channels (max_channels instances in use)
+        ├── AuthorizeFailed           500 authorize_failed (an authorize hook raised or
+        │                             timed out)
         ├── UnknownFilter             400 unknown_filter (.param)
         ├── BadFilterValue            400 bad_filter_value (.param)
         ├── BadSince                  400 bad_since (.param)
@@ -25,15 +30,18 @@ open, into an ``error`` message; the connection then stays open.
 from __future__ import annotations
 
 __all__ = [
+    "AuthorizeFailed",
     "BadFilterValue",
     "BadMessage",
     "BadSince",
     "ClientError",
     "ConfigError",
     "Forbidden",
+    "InvalidChannel",
     "OriginNotAllowed",
     "RealtimeError",
     "ServerUnavailable",
+    "TooManyChannels",
     "TooManyRequests",
     "Unauthorized",
     "UnknownChannel",
@@ -84,6 +92,32 @@ class UnknownChannel(ClientError):
         self.channel = channel
         hint = f"; known channels: {', '.join(known)}" if known else ""
         super().__init__(f"unknown channel {channel!r}{hint}")
+
+
+class InvalidChannel(ClientError):
+    """An instance name of a channel template whose parameter fails its pattern."""
+
+    code = "invalid_channel"
+    status = 400
+
+    def __init__(self, channel: str, param: str, message: str) -> None:
+        self.channel = channel
+        self.param = param
+        super().__init__(message)
+
+
+class TooManyChannels(ClientError):
+    """``max_channels`` template instances are in use in this process."""
+
+    code = "too_many_channels"
+    status = 503
+
+
+class AuthorizeFailed(ClientError):
+    """An ``authorize`` hook raised or did not answer within ``authorize_timeout``."""
+
+    code = "authorize_failed"
+    status = 500
 
 
 class UnknownFilter(ClientError):

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from .config import RealtimeConfig
 from .events import EventId
-from .exceptions import BadMessage, BadSince, Forbidden, UnknownChannel, UnknownFilter
+from .exceptions import BadMessage, BadSince, Forbidden, UnknownFilter
 from .filters import Filter, FilterParam, compile_filter, split_filter_params
 
 __all__ = [
@@ -42,26 +42,29 @@ class SubRequest(NamedTuple):
 
 def may_subscribe(config: RealtimeConfig, channel: str, roles: Collection[str] | None) -> bool:
     """``roles`` None: auth is off, every channel is open. Otherwise a channel that lists
-    ``roles`` needs one of them."""
-    allowed = config.channels[channel].roles
+    ``roles`` (a template's instances: the template's) needs one of them."""
+    allowed = config.catalog.resolve(channel).spec.roles
     return roles is None or not allowed or any(r in roles for r in allowed)
 
 
 def resolve_channels(
     config: RealtimeConfig, names: Iterable[str], roles: Collection[str] | None = None
 ) -> list[str]:
-    """Expand ``all`` (to the channels ``roles`` may see), drop duplicates (keeping
-    order), refuse unknown names (404) and channels ``roles`` may not see (403)."""
+    """Expand ``all`` (to the static channels ``roles`` may see: templates have no list
+    of instances), drop duplicates (keeping order), refuse unknown names (404), instance
+    names whose parameters fail their patterns (400) and channels ``roles`` may not see
+    (403)."""
+    catalog = config.catalog
     out: dict[str, None] = {}
     for name in names:
         if name == ALL:
-            out.update(dict.fromkeys(c for c in config.channels if may_subscribe(config, c, roles)))
-        elif name not in config.channels:
-            raise UnknownChannel(name, list(config.channels))
-        elif may_subscribe(config, name, roles):
+            out.update(dict.fromkeys(c for c in catalog.static if may_subscribe(config, c, roles)))
+            continue
+        spec = catalog.resolve(name).spec
+        if roles is None or not spec.roles or any(r in roles for r in spec.roles):
             out[name] = None
         else:
-            need = ", ".join(config.channels[name].roles)
+            need = ", ".join(spec.roles)
             raise Forbidden(f"channel {name!r} needs one of the roles: {need}")
     return list(out)
 
@@ -92,7 +95,8 @@ def plan_subscription(
     names = resolve_channels(config, channels, roles)
     if not names:
         raise BadMessage("no channels to subscribe to", code="invalid_message")
-    per_channel = split_filter_params({n: config.channels[n] for n in names}, params)
+    specs = {n: config.catalog.resolve(n).spec for n in names}
+    per_channel = split_filter_params(specs, params)
     resume: dict[str, EventId] = {}
     for channel, text in since.items():
         param = (since_names or {}).get(channel, f"since.{channel}")
@@ -107,12 +111,7 @@ def plan_subscription(
     return [
         SubRequest(
             name,
-            compile_filter(
-                name,
-                config.channels[name].filters,
-                per_channel[name],
-                config.channels[name].throttle,
-            ),
+            compile_filter(name, specs[name].filters, per_channel[name], specs[name].throttle),
             resume.get(name),
         )
         for name in names

@@ -31,6 +31,11 @@ def create_app() -> Sanic:
     config = parse_config(
         {
             **BASE,
+            # BASE's channels and one template (tests/test_scale_out.py, per-instance keys).
+            "channels": {
+                **BASE["channels"],
+                "orders.{order_id}": {"history": {"size": 50, "ttl": "10m"}},
+            },
             "backplane": os.environ.get("RT_BACKPLANE", "memory"),
             "redis": {"prefix": os.environ.get("RT_PREFIX", "realtime")},
             "auth": {"mode": "jwt", "jwt_secret": SECRET},

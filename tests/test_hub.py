@@ -38,7 +38,7 @@ async def slow_subscription(
     for the returned gate (and then returns ``state``)."""
     gate = asyncio.Event()
 
-    async def slow_hook() -> Any:
+    async def slow_hook(params: Any) -> Any:
         await gate.wait()
         return state
 
@@ -312,7 +312,7 @@ async def test_failing_hook_reports_and_keeps_subscription() -> None:
     """A hook that raises: an error message, and the subscription still works."""
     hub = make_hub()
 
-    async def broken() -> Any:
+    async def broken(params: Any) -> Any:
         raise RuntimeError("database down")
 
     conn = hub.register(FakeSocket())
@@ -480,10 +480,10 @@ async def test_hook_returning_none_sends_nothing_and_unencodable_is_reported() -
     initial_state_failed error, and the subscription stays."""
     hub = make_hub()
 
-    async def nothing() -> Any:
+    async def nothing(params: Any) -> Any:
         return None
 
-    async def unencodable() -> Any:
+    async def unencodable(params: Any) -> Any:
         return {"x": object()}
 
     conn = hub.register(FakeSocket())

@@ -176,6 +176,7 @@ async def test_admin_stats(serve: Any) -> None:
             "total_users",
             "by_channel",
             "by_role",
+            "channel_instances",
             "messages_sent",
             "messages_dropped",
             "slow_disconnects",
@@ -187,6 +188,7 @@ async def test_admin_stats(serve: Any) -> None:
         assert stats["total_users"] == 0  # no auth: no users
         assert stats["by_channel"] == {"logs": 2, "stats": 1}
         assert stats["by_role"] == {}
+        assert stats["channel_instances"] == {}  # no templates
         assert stats["messages_sent"] == 4  # 2 connection_established + 2 events
         assert stats == {**server.realtime.stats(), "uptime_s": stats["uptime_s"], "workers": 1}
 

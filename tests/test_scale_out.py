@@ -126,6 +126,36 @@ async def test_a_client_leaves_one_instance_and_resumes_on_the_other(start: Star
         await no_message(ws)
 
 
+async def test_template_instances_span_workers_with_their_own_history(start: Start) -> None:
+    """Two workers publish to and serve the same instances; each instance has its own
+    ids and history in Redis (keys with TTLs), and a client resumes on the other worker."""
+    import redis.asyncio as redis
+
+    a, b = await asyncio.gather(start(), start())
+    async with client(a, "/ws/orders.42") as on_a, client(b, "/ws?channels=orders.43") as on_b:
+        await recv_until(on_a, "connection_established")
+        await recv_until(on_b, "connection_established")
+        first = await broadcast(b, "orders.42", {"status": "paid"})
+        other = await broadcast(a, "orders.43", {"status": "packed"})
+        assert first["id"].endswith(":1") and other["id"].endswith(":1")
+        assert (await recv_json(on_a))["id"] == first["id"]
+        assert (await recv_json(on_b))["id"] == other["id"]
+        await no_message(on_a)
+    missed = await broadcast(a, "orders.42", {"status": "shipped"})
+    async with client(b, f"/ws/orders.42?since={first['id']}") as ws:
+        hello = await recv_json(ws)
+        assert hello["data"]["recovered"] == {"orders.42": True}
+        assert (await recv_json(ws))["id"] == missed["id"]
+    prefix = a.env["RT_PREFIX"]
+    r = redis.from_url(a.env["RT_BACKPLANE"])
+    try:
+        for key in (f"{prefix}:orders.42:meta", f"{prefix}:orders.42:stream"):
+            ttl = await r.pttl(key)
+            assert 0 < ttl <= 10 * 60 * 1000, (key, ttl)  # bounded by history.ttl
+    finally:
+        await r.aclose()
+
+
 async def test_tickets_stats_and_disconnect_span_instances(start: Start) -> None:
     a, b = await asyncio.gather(start(), start())
     # A ticket issued by A is taken by B, once.

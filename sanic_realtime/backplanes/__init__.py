@@ -3,6 +3,7 @@ or a Redis URL (``redis://``, ``rediss://``, ``unix://``: every worker and host)
 
 from __future__ import annotations
 
+from ..channels import Histories
 from ..config import RealtimeConfig
 from ..exceptions import ConfigError
 from .base import Backplane, Local
@@ -15,7 +16,7 @@ REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 def create(config: RealtimeConfig) -> Backplane:
     """The backplane that ``config.backplane`` names."""
-    histories = {name: config.history_for(name) for name in config.channels}
+    histories = Histories(config.catalog, config.history)
     scheme = config.backplane.partition("://")[0] if "://" in config.backplane else ""
     if config.backplane == "memory":
         return MemoryBackplane(histories)

@@ -73,6 +73,10 @@ class Backplane(abc.ABC):
     def unwatch(self, channel: str) -> None:  # noqa: B027 - optional hook
         """The last local subscriber of ``channel`` left."""
 
+    def forget(self, channel: str) -> None:  # noqa: B027 - optional hook
+        """The hub no longer keeps the template instance ``channel`` (idle, no local
+        subscriber, its history expired): release what is kept for it here."""
+
     async def ready(self, channel: str) -> None:  # noqa: B027 - optional hook
         """Return once every event published from now on reaches :meth:`Local.deliver`
         (after :meth:`watch`). Raises ``ServerUnavailable`` if it cannot be promised."""

@@ -41,6 +41,9 @@ class MemoryBackplane(Backplane):
         super().__init__()
         self.epoch = epoch or new_epoch()
         self._clock = clock
+        self._configs = histories
+        #: the channels that exist from the start (iterating ``histories`` gives them)
+        self._static = frozenset(histories)
         self._histories = {
             channel: ChannelHistory(self.epoch, cfg.size, cfg.ttl, cfg.initial_scan)
             for channel, cfg in histories.items()
@@ -55,18 +58,30 @@ class MemoryBackplane(Backplane):
         client resuming with an id of the earlier run is told ``recovered: false``."""
         self.epoch = new_epoch()
         self._histories = {
-            channel: ChannelHistory(self.epoch, history.size, history.ttl, history.initial_scan)
-            for channel, history in self._histories.items()
+            channel: ChannelHistory(self.epoch, cfg.size, cfg.ttl, cfg.initial_scan)
+            for channel, cfg in self._configs.items()
         }
         self._tickets.clear()
 
     def history(self, channel: str) -> ChannelHistory:
-        return self._histories[channel]
+        """The channel's history; a template instance's is made at its first use, with an
+        epoch of its own, so that the ids of an instance forgotten and used again are
+        never mistaken for the earlier ones."""
+        history = self._histories.get(channel)
+        if history is None:
+            cfg = self._configs[channel]
+            history = ChannelHistory(new_epoch(), cfg.size, cfg.ttl, cfg.initial_scan)
+            self._histories[channel] = history
+        return history
+
+    def forget(self, channel: str) -> None:
+        if channel not in self._static:
+            self._histories.pop(channel, None)
 
     async def publish(
         self, channel: str, type: str, data: Any, *, user_id: str | None, role: str | None
     ) -> tuple[Event, int]:
-        history = self._histories[channel]
+        history = self.history(channel)
         # Encoding happens in Event(); if data cannot be encoded, no id is used up.
         event = Event(
             channel, type, history.next_id(), self._clock(), data, user_id=user_id, role=role
@@ -75,14 +90,14 @@ class MemoryBackplane(Backplane):
         return event, self.deliver(event)
 
     async def since(self, channel: str, since: EventId) -> list[Event] | None:
-        return self._histories[channel].since(since, self._clock())
+        return self.history(channel).since(since, self._clock())
 
     async def position(self, channel: str) -> EventId | None:
-        history = self._histories[channel]
+        history = self.history(channel)
         return EventId(history.epoch, history.top)
 
     async def last(self, channel: str, match: Callable[[Event], bool]) -> Event | None:
-        return self._histories[channel].last(match, self._clock())
+        return self.history(channel).last(match, self._clock())
 
     async def put_ticket(self, ticket: str, value: bytes, ttl: float) -> None:
         now = self._clock()

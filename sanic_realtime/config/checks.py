@@ -12,6 +12,7 @@ from .schema import (
     RESERVED_CHANNEL_NAMES,
     RESERVED_FILTER_NAMES,
     AuthConfig,
+    ChannelConfig,
     FilterSpec,
     HistoryConfig,
     RealtimeConfig,
@@ -94,7 +95,14 @@ def check_config(config: RealtimeConfig, path: str = "realtime") -> None:
         cpath = f"{path}.channels.{name}"
         if not name:
             raise ConfigError("channel names must not be empty", f"{path}.channels")
-        if not _NAME_RE.match(name):
+        if "{" in name or "}" in name:
+            _check_template(name, channel, cpath)
+        elif channel.params:
+            raise ConfigError(
+                f"params are for templates (a name with {{...}}), and {name!r} has none",
+                f"{cpath}.params",
+            )
+        elif not _NAME_RE.match(name):
             raise ConfigError(
                 f"invalid channel name {name!r}: use letters, digits, '_', '-' and '.'",
                 f"{path}.channels",
@@ -113,9 +121,36 @@ def check_config(config: RealtimeConfig, path: str = "realtime") -> None:
             _check_filter(fname, spec, f"{cpath}.filters.{fname}")
         if channel.throttle is not None:
             _check_throttle(channel.throttle, f"{cpath}.throttle")
+    from ..channels import Catalog
+
+    problems = list(Catalog(config.channels).problems())
+    if problems:
+        raise ConfigError(f"{problems[0]}: a name must match one channel only", f"{path}.channels")
     for admin_path, key in routes.items():
         if admin_path == config.url_prefix or admin_path == f"{config.url_prefix}/health":
             raise ConfigError(f"{admin_path} clashes with a route of url_prefix", f"{path}.{key}")
+
+
+def _check_template(name: str, channel: ChannelConfig, path: str) -> None:
+    literals = [part for part in name.split(".") if "{" not in part and "}" not in part]
+    for literal in literals:
+        if not _NAME_RE.match(literal):
+            raise ConfigError(
+                f"invalid template {name!r}: use letters, digits, '_', '-', '.' and "
+                "{param} segments",
+                path,
+            )
+    from ..channels import DEFAULT_PATTERN, Template
+
+    try:
+        Template.parse(name, {p: s.pattern for p, s in channel.params.items()}, DEFAULT_PATTERN)
+    except ValueError as e:
+        where = f"{path}.params" if "pattern" in str(e) or "params" in str(e) else path
+        raise ConfigError(str(e), where) from None
+    if not literals:
+        raise ConfigError(
+            f"invalid template {name!r}: it needs a literal segment (e.g. orders.{{id}})", path
+        )
 
 
 def _check_throttle(throttle: ThrottleConfig, path: str) -> None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
+
+if TYPE_CHECKING:
+    from ..channels import Catalog
 
 #: Query parameters and filter keys with a fixed meaning; a channel may not declare them.
 RESERVED_FILTER_NAMES = frozenset({"types", "since", "channels", "token", "ticket", "interval"})
@@ -226,8 +229,18 @@ class MetricsConfig(_Strict):
     token: str | None = None
 
 
+class ParamSpec(_Strict):
+    """One parameter of a channel template (``orders.{order_id}``)."""
+
+    #: What a value must be, as a Python regular expression matched against the whole
+    #: value (anchored). The default: 1 to 64 letters, digits, ``_`` or ``-``.
+    pattern: str = r"[A-Za-z0-9_-]{1,64}"
+
+
 class ChannelConfig(_Strict):
-    """One channel: ``{url_prefix}/{name}``, its filters and who may subscribe."""
+    """One channel: ``{url_prefix}/{name}``, its filters and who may subscribe. A name
+    with parameters in braces (``orders.{order_id}``) is a template: each instance
+    (``orders.42``) is a channel of its own with these settings."""
 
     #: Query parameters a subscriber may filter events with (``?level=warn``).
     filters: dict[str, FilterSpec] = {}
@@ -239,9 +252,12 @@ class ChannelConfig(_Strict):
     history: HistoryConfig | None = None
     #: Who may subscribe when auth is on (ignored with ``auth.mode: none``).
     roles: list[str] = []
+    #: A template's parameters (only for a name with ``{...}``); one not listed here gets
+    #: the default pattern.
+    params: dict[str, ParamSpec] = {}
 
 
-class RealtimeConfig(_Strict):
+class RealtimeConfig(_Strict, dict=True):
     """The ``realtime:`` key of the YAML file."""
 
     #: Where the WebSocket routes live: ``{url_prefix}``, ``{url_prefix}/{channel}``,
@@ -284,12 +300,32 @@ class RealtimeConfig(_Strict):
     admin: AdminConfig = msgspec.field(default_factory=AdminConfig)
     #: Prometheus metrics.
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
-    #: The channels, by name; a client can subscribe to no other.
+    #: The channels, by name (or template: ``orders.{order_id}``); a client can subscribe
+    #: to no other.
     channels: dict[str, ChannelConfig] = {}
+    #: Template instances (``orders.42``) one process keeps at once; a new one past it
+    #: is refused with ``too_many_channels``. Static channels do not count.
+    max_channels: PositiveInt = 100_000
+    #: How long an ``authorize`` hook may take; past it the subscription is refused
+    #: (``authorize_failed``).
+    authorize_timeout: Duration = Duration(5.0)
     #: How long a graceful shutdown waits for buffered messages to be flushed.
     shutdown_timeout: Duration = Duration(5.0)
 
     def history_for(self, channel: str) -> HistoryConfig:
-        """The history settings that apply to ``channel``."""
-        own = self.channels[channel].history
-        return own if own is not None else self.history
+        """The history settings that apply to ``channel`` (a name, a template, or an
+        instance of one)."""
+        spec = self.channels.get(channel)
+        if spec is None:
+            spec = self.catalog.resolve(channel).spec
+        return spec.history if spec.history is not None else self.history
+
+    @property
+    def catalog(self) -> Catalog:
+        """The channels and templates, compiled once: :class:`~sanic_realtime.channels.Catalog`."""
+        found = self.__dict__.get("_catalog")
+        if found is None:
+            from ..channels import Catalog
+
+            found = self.__dict__["_catalog"] = Catalog(self.channels)
+        return found

@@ -28,9 +28,9 @@ import msgspec
 
 from ..auth import Identity
 from ..backplanes.base import Backplane
+from ..channels import Instances, Resolved
 from ..config import RealtimeConfig
 from ..events import Event, utc_timestamp
-from ..exceptions import UnknownChannel
 from ..framing import text_frame
 from ..log import logger
 from ..protocol import CloseCode, ControlMessage
@@ -91,9 +91,25 @@ class Hub:
         self._recovery = Recovery(outbox)
         self._warming = self._recovery.table  # channel -> connection -> its set-up
         self._throttler = Throttler(outbox.enqueue, config.buffer_size, monotonic)
-        self._subs = Subscriptions(
-            config, backplane, self._rooms, outbox, self._recovery, self._throttler, self.timestamp
+        #: the channels and templates of the config, and the template instances in use
+        self.catalog = catalog = config.catalog
+        self.instances = Instances(
+            config.max_channels,
+            self._idle_time,
+            in_use=lambda name: self._subs.in_use(name),
+            forget=backplane.forget,
         )
+        self._subs = Subscriptions(
+            config,
+            backplane,
+            self._rooms,
+            outbox,
+            self._recovery,
+            self._throttler,
+            self.timestamp,
+            lambda resolved: self.instances.use(resolved, self._monotonic()),
+        )
+        self._static = catalog.static
         self._liveness = Liveness(
             config,
             self._conns,
@@ -124,6 +140,28 @@ class Hub:
         #: Publish times of events queued by fan-outs, observed when the flush writes them.
         self._latency_pending: list[float] = []
         backplane.attach(self)
+
+    def admit_channels(self, channels: Sequence[str]) -> list[Resolved]:
+        """Resolve ``channels`` and record the use of those that are template instances;
+        raises TooManyChannels when a new one does not fit (``max_channels``)."""
+        targets = [self.catalog.resolve(channel) for channel in channels]
+        now = self._monotonic()
+        for target in targets:
+            if target.is_instance:
+                self.instances.use(target, now)
+        return targets
+
+    def key_of(self, channel: str) -> str:
+        """The config key figures name ``channel`` by: itself, or its template."""
+        if channel in self._static:
+            return channel
+        return self.instances.key_of(channel) or self.catalog.key_of(channel)
+
+    def _idle_time(self, key: str) -> float:
+        """How long an instance of template ``key`` is kept after its last use: as long
+        as its history (nothing to keep without one)."""
+        history = self.config.history_for(key)
+        return float(history.ttl) if history.size else 0.0
 
     @property
     def connections_opened(self) -> int:
@@ -266,8 +304,7 @@ class Hub:
         user_id: str | None = None,
         role: str | None = None,
     ) -> PublishResult:
-        if channel not in self.config.channels:
-            raise UnknownChannel(channel, list(self.config.channels))
+        resolved = self.catalog.resolve(channel)  # UnknownChannel, InvalidChannel
         if not isinstance(type, str) or not type:
             raise ValueError(f"an event type must be a non-empty string, got {type!r}")
         if self._loop is not None and asyncio.get_running_loop() is not self._loop:
@@ -275,10 +312,12 @@ class Hub:
                 "publish() runs on the server's event loop; from another thread use "
                 "asyncio.run_coroutine_threadsafe(realtime.publish(...), loop)"
             )
+        if resolved.is_instance:
+            self.instances.use(resolved, self._monotonic())  # TooManyChannels
         event, recipients = await self.backplane.publish(
             channel, type, data, user_id=user_id, role=role
         )
-        self.published[channel] += 1
+        self.published[resolved.key] += 1
         return PublishResult(channel, str(event.id), recipients)
 
     def deliver(self, event: Event) -> int:
@@ -320,7 +359,7 @@ class Hub:
         if warming:
             count += self._recovery.hold(warming, event)
         if count:
-            self.delivered[channel] += count
+            self.delivered[self.key_of(channel)] += count
             if self.observe_latency is not None:
                 if written == count:  # every copy went out in this fan-out
                     self.observe_latency(self._clock() - event.time)
@@ -433,9 +472,13 @@ class Hub:
     # ----------------------------------------------------------------- figures
 
     def stats(self) -> dict[str, Any]:
-        by_channel = self._rooms.counts()
+        by_channel: dict[str, int] = {}
+        for channel, n in self._rooms.counts().items():
+            key = self.key_of(channel)
+            by_channel[key] = by_channel.get(key, 0) + n
         for channel, table in self._warming.items():
-            by_channel[channel] = by_channel.get(channel, 0) + len(table)
+            key = self.key_of(channel)
+            by_channel[key] = by_channel.get(key, 0) + len(table)
         by_role: Counter[str] = Counter()
         for conn in self._conns.values():
             by_role.update(conn.roles)
@@ -444,6 +487,7 @@ class Hub:
             "total_users": len(self._registry.users),
             "by_channel": by_channel,
             "by_role": dict(by_role),
+            "channel_instances": self.instances.counts(),
             "messages_sent": self.messages_sent,
             "messages_dropped": self.messages_dropped,
             "slow_disconnects": self.slow_disconnects,

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple, cast
 import msgspec
 
 from ..backplanes.base import Backplane
+from ..channels import Resolved
 from ..config import RealtimeConfig
 from ..events import Event
 from ..framing import text_frame
@@ -44,7 +45,8 @@ from .throttle import Throttler
 
 __all__ = ["InitialHook", "Reply", "Subscriptions", "subscribed"]
 
-InitialHook = Callable[[], Awaitable[Any]]
+#: Called with the channel's template parameters ({} for a static channel).
+InitialHook = Callable[[Mapping[str, str]], Awaitable[Any]]
 
 
 class Reply(NamedTuple):
@@ -99,8 +101,12 @@ class Subscriptions:
         recovery: Recovery,
         throttler: Throttler,
         timestamp: Callable[[], str],
+        use_instance: Callable[[Resolved], None] = lambda resolved: None,
     ) -> None:
         self._config = config
+        self._catalog = config.catalog
+        #: records a template instance's use (raises TooManyChannels past max_channels)
+        self._use_instance = use_instance
         self._backplane = backplane
         self._rooms = rooms
         self._outbox = outbox
@@ -120,6 +126,10 @@ class Subscriptions:
         positions: bool,
     ) -> None:
         """See :meth:`Hub.subscribe`."""
+        resolved = {req.channel: self._catalog.resolve(req.channel) for req in requests}
+        for target in resolved.values():
+            if target.is_instance:
+                self._use_instance(target)  # before anything changes: TooManyChannels
         where: dict[str, str] = {}
         if positions:
             # Read before the subscription can see any event: an event delivered to it is
@@ -136,7 +146,7 @@ class Subscriptions:
                 self._join(req.channel)
             conn.channels[req.channel] = req.filter
         try:
-            found = await self._set_up(requests, warmers, hooks)
+            found = await self._set_up(requests, warmers, hooks, resolved)
         except BaseException:  # the client left (cancelled) or a backplane failed
             self._abandon(conn, requests)
             raise
@@ -151,6 +161,7 @@ class Subscriptions:
         requests: Sequence[SubRequest],
         warmers: Mapping[str, Warming],
         hooks: Mapping[str, InitialHook],
+        resolved: Mapping[str, Resolved],
     ) -> _SetUp:
         """Read each channel's replay or initial state (the live events are held)."""
         backplane, found = self._backplane, _SetUp()
@@ -166,10 +177,11 @@ class Subscriptions:
                     found.replays[channel] = [e for e in replay if w.match(e)]
             if found.recovered.get(channel):
                 continue  # the client has the state, and gets what it missed
-            hook = hooks.get(channel)
+            target = resolved[channel]
+            hook = hooks.get(channel) or hooks.get(target.key)
             if hook is not None:
                 try:
-                    state = await hook()
+                    state = await hook(target.params)
                     if state is not None:  # None: nothing to send
                         found.initials[channel] = encode(
                             InitialState(channel=channel, timestamp=self._timestamp(), data=state)
@@ -177,7 +189,7 @@ class Subscriptions:
                 except Exception as e:
                     logger.exception("initial_state hook of channel %r failed", channel)
                     found.failures.append((channel, f"{type(e).__name__}: {e}"[:200]))
-            elif self._config.channels[channel].initial == "last":
+            elif target.spec.initial == "last":
                 last = await backplane.last(channel, w.match)
                 if last is not None:
                     found.initials[channel] = last
@@ -271,6 +283,10 @@ class Subscriptions:
         for conn in conns:
             if conn.state is OPEN:
                 self._outbox.send(conn, message)
+
+    def in_use(self, channel: str) -> bool:
+        """Whether connections here are subscribed (or subscribing) to ``channel``."""
+        return channel in self._channel_use
 
     def _join(self, channel: str) -> None:
         self._channel_use[channel] += 1

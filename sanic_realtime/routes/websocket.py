@@ -28,6 +28,7 @@ from ..admission import Admission, Admitted, Handshake
 from ..auth import BEARER_SUBPROTOCOL, Identity, parse_subprotocols
 from ..events import utc_timestamp
 from ..exceptions import ClientError, ServerUnavailable
+from ..hooks import bind_initial
 from ..hub import Connection, Reply
 from ..log import connection_logger, logger
 from ..protocol import CloseCode, ConnectionEstablished, ConnectionEstablishedData
@@ -209,7 +210,7 @@ def add_websocket_routes(bp: Blueprint, parts: Parts) -> None:
                 "channels": channels,
             },
         )
-        hooks = {ch: partial(hook, request) for ch, hook in parts.initial_state_hooks.items()}
+        hooks = {ch: bind_initial(hook, request) for ch, hook in parts.initial_state_hooks.items()}
         session = Session(hub, conn, socket.recv, hooks, verifier=guard.verifier)
         socket.gate = session.admit_frame
         try:

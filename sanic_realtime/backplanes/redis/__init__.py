@@ -74,7 +74,7 @@ class RedisBackplane(Backplane):
         self.prefix = prefix
         #: This worker, as named in message headers and figures.
         self.node = f"{socket.gethostname()}:{os.getpid()}:{new_epoch(4)}"
-        own = dict(histories)
+        own = histories
         keys = Keys(prefix)
         self._conn = Connection(url, prefix=prefix, node=self.node)
         self._history = History(self._conn, keys, own, clock=clock)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -33,7 +33,8 @@ __all__ = ["META_TTL", "OWN_EVENT_TIMEOUT", "READY_TIMEOUT", "Broker", "Publicat
 
 #: How long a history's epoch and offset counter outlive the channel's last publish.
 #: While they live, a client can resume a quiet channel (``recovered: true``, nothing
-#: missed); once they expire, ids start again under a new epoch.
+#: missed); once they expire, ids start again under a new epoch. Static channels only: a
+#: template instance's keys live as long as its history (``history.ttl``).
 META_TTL = 30 * 24 * 3600.0
 #: How long publish() waits for its own event to come back through pub/sub when events
 #: published before it are still in flight (to deliver in order and count recipients).
@@ -55,12 +56,14 @@ class Publication(msgspec.Struct):
 class _Channel:
     """A channel this worker has subscribers of."""
 
-    __slots__ = ("before", "filling", "floor", "last", "name", "ready")
+    __slots__ = ("before", "filling", "floor", "last", "last_time", "name", "ready")
 
     def __init__(self, name: bytes) -> None:
         self.name = name
         #: The id of the last event delivered here (None: none since the subscription).
         self.last: EventId | None = None
+        #: When that event was published (wall clock).
+        self.last_time = 0.0
         #: Until an event arrives: where the history stood when the subscription started
         #: (epoch, "" for none; offset; exact: read unchanged before and after SUBSCRIBE).
         #: After a reconnect, what came later is read from the stream.
@@ -82,7 +85,7 @@ class Broker:
         conn: Connection,
         history: History,
         keys: Keys,
-        histories: dict[str, HistoryConfig],
+        histories: Mapping[str, HistoryConfig],
         *,
         node: str,
         clock: Callable[[], float],
@@ -93,6 +96,9 @@ class Broker:
         self._conn = conn
         self._history = history
         self._histories = histories
+        #: the static channels (iterating ``histories`` gives them); other names are
+        #: template instances
+        self._static = frozenset(histories)
         self._clock = clock
         self._seq = itertools.count(1)
         self._meta, self._stream, self._pubsub_name = keys.meta, keys.stream, keys.pubsub
@@ -206,7 +212,10 @@ class Broker:
                 new_epoch(6),
                 history.size,
                 max(1, int(history.ttl * 1000)),
-                int(max(META_TTL, history.ttl) * 1000),
+                # An instance's keys live as long as its history: Redis memory is
+                # bounded by history.ttl however many instances were ever used.
+                int((max(META_TTL, history.ttl) if channel in self._static else history.ttl) * 1000)
+                or 1,
                 self._pubsub_name(channel),
                 head_encoder.encode(Head(self.node, seq, now, user_id, role)),
                 env_head,
@@ -279,7 +288,7 @@ class Broker:
         last = chan.last
         if last is not None and last.epoch == event.id.epoch and event.offset <= last.offset:
             return 0
-        chan.last = event.id
+        chan.last, chan.last_time = event.id, event.time
         return self.local.deliver(event)
 
     # ------------------------------------------------------------------ what pub/sub brings
@@ -307,7 +316,8 @@ class Broker:
             if event.offset > last.offset + 1:
                 await self._fill(channel, chan, last.offset, event.offset - 1, event.id.epoch)
         elif last is not None:
-            self._reset(channel, last.epoch, event.id.epoch)
+            if not self._expired(channel, chan, event):
+                self._reset(channel, last.epoch, event.id.epoch)
             chan.last = EventId(event.id.epoch, 0)
             if event.offset > 1:
                 await self._fill(channel, chan, 0, event.offset - 1, event.id.epoch)
@@ -319,6 +329,13 @@ class Broker:
             waiter = self._waiters.get(head.n)
             if waiter is not None and not waiter.done():
                 waiter.set_result(count)
+
+    def _expired(self, channel: str, chan: _Channel, event: Event) -> bool:
+        """A template instance quiet for longer than its history's ttl: its epoch expired
+        with its keys, and a new one began with this event; nothing was missed."""
+        if channel in self._static:
+            return False
+        return event.offset == 1 and event.time - chan.last_time > self._histories[channel].ttl
 
     def _reset(self, channel: str, was: str, now: str) -> None:
         """The history restarted (Redis restarted or lost its data, or the channel was

@@ -8,7 +8,7 @@ offset, trim and ttl before any event is read, and ``last`` looks at no more tha
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ...config import HistoryConfig
@@ -33,7 +33,7 @@ class History:
         self,
         conn: Connection,
         keys: Keys,
-        histories: dict[str, HistoryConfig],
+        histories: Mapping[str, HistoryConfig],
         *,
         clock: Callable[[], float],
     ) -> None:
