@@ -141,12 +141,13 @@ class Filter:
     ``interval`` (seconds, 0: none) and ``throttle_key`` describe the subscription's
     throttling; they are part of ``key``, so throttled subscribers form groups of their own.
 
-    ``index_term()`` is the ``eq`` term a room may look events up by (the one with the
-    fewest values; the first of those in ``checks`` order), and ``matches_rest`` is
-    ``matches`` without it, for an event already known to satisfy it.
+    ``index_terms()`` are the ``eq`` terms a room may look events up by (the preferred
+    first: the fewest values, then ``checks`` order), and ``matches_rest(type, data,
+    term)`` is ``matches`` without term number ``term``, for an event already known to
+    satisfy it.
     """
 
-    __slots__ = ("_rest", "_term", "checks", "interval", "key", "throttle_key", "types")
+    __slots__ = ("_eqs", "_rests", "checks", "interval", "key", "throttle_key", "types")
 
     def __init__(
         self,
@@ -161,36 +162,42 @@ class Filter:
         self.checks = checks
         self.interval = interval
         self.throttle_key = throttle_key
-        term: _Eq | None = None
-        for check in checks:
-            if isinstance(check, _Eq) and (term is None or len(check.values) < len(term.values)):
-                term = check
-        self._term = term
-        self._rest = tuple(check for check in checks if check is not term)
+        eqs = sorted(
+            (
+                (len(check.values), i, check)
+                for i, check in enumerate(checks)
+                if isinstance(check, _Eq)
+            ),
+            key=lambda e: e[:2],
+        )
+        self._eqs = tuple(check for _, _, check in eqs)
+        self._rests = tuple(tuple(c for j, c in enumerate(checks) if j != i) for _, i, _ in eqs)
 
     def matches(self, event_type: str, data: Any) -> bool:
         if self.types is not None and event_type not in self.types:
             return False
         return all(check(data) for check in self.checks)
 
+    def index_terms(self) -> tuple[IndexTerm, ...]:
+        """Each ``eq`` term as (the field's path, the texts it accepts), the preferred
+        first (the fewest values, then ``checks`` order); empty without an ``eq`` term."""
+        return tuple((check.path, check.values) for check in self._eqs)
+
     def index_term(self) -> IndexTerm | None:
-        """The ``eq`` term to index this filter by: (the field's path, the texts it
-        accepts), or None when the filter has no ``eq`` term."""
-        term = self._term
-        return None if term is None else (term.path, term.values)
+        """The preferred ``eq`` term to index this filter by, or None."""
+        return (self._eqs[0].path, self._eqs[0].values) if self._eqs else None
 
-    @property
-    def rest_is_empty(self) -> bool:
-        """True when the index term is the whole filter: an event that satisfies it
-        matches (``matches_rest`` would always be true)."""
-        return self.types is None and not self._rest
+    def has_rest(self, term: int = 0) -> bool:
+        """False when ``eq`` term number ``term`` is the whole filter: an event that
+        satisfies it matches (``matches_rest`` would always be true)."""
+        return self.types is not None or bool(self._rests[term])
 
-    def matches_rest(self, event_type: str, data: Any) -> bool:
-        """``matches`` for an event whose field already satisfies ``index_term()``:
-        the types and every other check. Without an index term, the same as ``matches``."""
+    def matches_rest(self, event_type: str, data: Any, term: int = 0) -> bool:
+        """``matches`` for an event whose field already satisfies ``eq`` term number
+        ``term`` of ``index_terms()``: the types and every other check."""
         if self.types is not None and event_type not in self.types:
             return False
-        return all(check(data) for check in self._rest)
+        return all(check(data) for check in self._rests[term])
 
     def conflation_key(self, data: Any) -> Any:
         """What a throttled event replaces: the pending event with the same key value

@@ -5,9 +5,10 @@ distinct filter at most once per event and then queues for every member of the g
 Subscribers are any hashable objects (the hub's connections, or plain strings in tests).
 
 Groups whose filter has an ``eq`` term (``component=db``, or any of ``component=db,api``)
-are indexed: the room files such a group under each value of that term (the filter's
-:meth:`~sanic_realtime.filters.Filter.index_term`), per field, and an event looks its
-field's text up (:func:`~sanic_realtime.filters.field_text`, the text the ``eq`` check
+are indexed: the room files such a group under each value of one such term, per field
+(of the filter's :meth:`~sanic_realtime.filters.Filter.index_terms`, the one whose
+buckets hold the fewest groups when the group is made), and an event looks its field's
+text up (:func:`~sanic_realtime.filters.field_text`, the text the ``eq`` check
 compares by) instead of testing every group. Only the groups found there are evaluated,
 on the rest of their filter. The other groups (no filter, or no ``eq`` term) are
 evaluated for every event, as before. :meth:`Room.matching` gives the groups an event
@@ -16,7 +17,7 @@ matches: the same groups, each once, as evaluating every group's filter would.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Hashable, Iterator
 from typing import Any, Generic, TypeVar
 
 from .filters import Filter, FilterKey, IndexTerm, field_text
@@ -32,19 +33,22 @@ Buckets = dict[str, dict[FilterKey, "Group[Any]"]]
 class Group(Generic[S]):
     """Subscribers of one room that share one filter (``None``: no filter).
 
-    ``term`` is the filter's index term when the room indexes the group (else None), and
-    ``rest`` what an event found through the index must still pass (None: nothing)."""
+    ``term`` is the index term the room files the group under (None: not indexed),
+    number ``position`` of the filter's ``index_terms()``; ``rest``: whether an event
+    found through it must still pass the rest of the filter."""
 
-    __slots__ = ("filter", "members", "rest", "term")
+    __slots__ = ("filter", "members", "position", "rest", "term")
 
-    def __init__(self, filter: Filter | None) -> None:
+    def __init__(self, filter: Filter | None, position: int | None = None) -> None:
         self.filter = filter
         # A dict keeps insertion order and removes in O(1).
         self.members: dict[S, None] = {}
-        self.term: IndexTerm | None = filter.index_term() if filter is not None else None
-        self.rest: Callable[[str, Any], bool] | None = None
-        if filter is not None and self.term is not None and not filter.rest_is_empty:
-            self.rest = filter.matches_rest
+        self.position = position or 0
+        self.term: IndexTerm | None = None
+        self.rest = False
+        if filter is not None and position is not None:
+            self.term = filter.index_terms()[position]
+            self.rest = filter.has_rest(position)
 
 
 class Room(Generic[S]):
@@ -66,12 +70,12 @@ class Room(Generic[S]):
         key = filter.key if filter is not None else None
         group = self.groups.get(key)
         if group is None:
-            group = self.groups[key] = Group(filter)
-            term = group.term
-            if term is None:
-                self._plain[key] = group
+            terms = filter.index_terms() if filter is not None else ()
+            if not terms:
+                group = self._plain[key] = Group(filter)
             else:
-                path, values = term
+                group = Group(filter, self._choose(terms))
+                path, values = terms[group.position]
                 buckets = self._index.get(path)
                 if buckets is None:
                     buckets = self._index[path] = {}
@@ -80,8 +84,25 @@ class Room(Generic[S]):
                     if bucket is None:
                         bucket = buckets[value] = {}
                     bucket[key] = group  # type: ignore[index]
+            self.groups[key] = group
         group.members[subscriber] = None
         self._where[subscriber] = key
+
+    def _choose(self, terms: tuple[IndexTerm, ...]) -> int:
+        """Which of a new group's ``eq`` terms to file it under: the one whose buckets
+        hold the fewest groups now, counting the new group once per value (so that an
+        event finds as few groups to evaluate as possible); a tie goes to the filter's
+        preferred order (fewest values first)."""
+        best = 0
+        best_load = -1
+        for position, (path, values) in enumerate(terms):
+            buckets = self._index.get(path)
+            load = len(values)
+            if buckets is not None:
+                load += sum(len(buckets.get(value, ())) for value in values)
+            if best_load < 0 or load < best_load:
+                best, best_load = position, load
+        return best
 
     def remove(self, subscriber: S) -> bool:
         key = self._where.pop(subscriber, _ABSENT)
@@ -123,8 +144,9 @@ class Room(Generic[S]):
             if bucket is None:
                 continue
             for group in bucket.values():
-                rest = group.rest
-                if rest is None or rest(event_type, data):
+                if not group.rest or group.filter.matches_rest(  # type: ignore[union-attr]
+                    event_type, data, group.position
+                ):
                     out.append(group)
         return out
 

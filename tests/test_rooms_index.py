@@ -82,23 +82,30 @@ def check_index(room: Room[str]) -> None:
     assert len(room._plain) + len(filed) == len(room.groups)
 
 
-def test_index_term_is_the_eq_term_with_fewest_values() -> None:
-    """eq terms are indexable; the one with the fewest values is chosen; other ops are not."""
+def test_index_terms_are_the_eq_terms_fewest_values_first() -> None:
+    """eq terms are indexable, the one with the fewest values preferred (a tie: checks
+    order, i.e. by parameter name); min, flag, types and interval are not."""
     assert f(order_id="o1").index_term() == (("order_id",), frozenset({"o1"}))
     assert f(component="db,api").index_term() == (("component",), frozenset({"db", "api"}))
     both = f(component="a,b,c", order_id="7", level="warn")
-    assert both.index_term() == (("order_id",), frozenset({"7"}))
-    assert not both.rest_is_empty
+    assert both.index_terms() == (
+        (("order_id",), frozenset({"7"})),
+        (("component",), frozenset({"a", "b", "c"})),
+    )
+    assert both.has_rest(0) and both.has_rest(1)
     assert both.matches_rest("t", {"component": "b", "level": "error"})  # order_id not read
     assert not both.matches_rest("t", {"component": "d", "level": "error"})
-    # A tie goes to the first in checks order (sorted by parameter name): stable per key.
-    assert f(order_id="x", component="y").index_term() == (("component",), frozenset({"y"}))
+    assert both.matches_rest("t", {"order_id": 7, "level": "error"}, 1)  # component not read
+    assert not both.matches_rest("t", {"order_id": 8, "level": "error"}, 1)
+    tie = f(order_id="x", component="y")
+    assert [path for path, _ in tie.index_terms()] == [("component",), ("order_id",)]
     assert f(host="h1").index_term() == (("log", "metadata", "host"), frozenset({"h1"}))
     for params in ({"level": "warn"}, {"urgent": "1"}, {"types": "a,b"}, {"interval": "5s"}):
         assert f(**params).index_term() is None
-    assert f(order_id="o1").rest_is_empty
-    assert not f(order_id="o1", types="t").rest_is_empty
-    assert f(order_id="o1", interval="5s").rest_is_empty  # interval is not a match condition
+        assert f(**params).index_terms() == ()
+    assert not f(order_id="o1").has_rest()
+    assert f(order_id="o1", types="t").has_rest()
+    assert not f(order_id="o1", interval="5s").has_rest()  # interval is not a match condition
 
 
 def test_equality_looks_up_instead_of_testing_every_filter(
@@ -113,9 +120,9 @@ def test_equality_looks_up_instead_of_testing_every_filter(
         calls["matches"] += 1
         return matches(self, event_type, data)
 
-    def counting_rest(self: Filter, event_type: str, data: Any) -> bool:
+    def counting_rest(self: Filter, event_type: str, data: Any, term: int = 0) -> bool:
         calls["rest"] += 1
-        return rest(self, event_type, data)
+        return rest(self, event_type, data, term)
 
     monkeypatch.setattr(Filter, "matches", counting_matches)
     monkeypatch.setattr(Filter, "matches_rest", counting_rest)
@@ -123,6 +130,7 @@ def test_equality_looks_up_instead_of_testing_every_filter(
     for i in range(1000):
         room.add(f"s{i}", f(order_id=f"o{i}"))
     room.add("typed", f(order_id="o7", types="paid"))
+    check_index(room)
     assert room.index_sizes() == {("order_id",): 1000}
     assert members(room.matching("created", {"order_id": "o42"})) == {"s42"}
     assert calls == {"matches": 0, "rest": 0}
@@ -131,6 +139,32 @@ def test_equality_looks_up_instead_of_testing_every_filter(
     assert calls == {"matches": 0, "rest": 2}
     assert room.matching("created", {"order_id": "o1000"}) == []
     assert room.matching("created", {}) == []
+
+
+def test_a_group_is_filed_under_its_least_crowded_term(monkeypatch: pytest.MonkeyPatch) -> None:
+    """component=db&order_id=o<i> for 1,000 subscribers: component is preferred (a tie,
+    and c < o) for the first, but then db's bucket is crowded, so the others are filed
+    by order_id: an event evaluates the rest of at most 2 filters, not 1,000."""
+    calls = 0
+    rest = Filter.matches_rest
+
+    def counting(self: Filter, event_type: str, data: Any, term: int = 0) -> bool:
+        nonlocal calls
+        calls += 1
+        return rest(self, event_type, data, term)
+
+    monkeypatch.setattr(Filter, "matches_rest", counting)
+    room: Room[str] = Room("orders")
+    for i in range(1000):
+        room.add(f"s{i}", f(component="db", order_id=f"o{i}"))
+    assert room.index_sizes() == {("component",): 1, ("order_id",): 999}
+    check_index(room)
+    assert same(room, "t", {"component": "db", "order_id": "o5"}) == {"s5"}
+    assert same(room, "t", {"component": "db", "order_id": "o0"}) == {"s0"}
+    assert same(room, "t", {"component": "api", "order_id": "o5"}) == set()
+    calls = 0
+    room.matching("t", {"component": "db", "order_id": "o5"})
+    assert calls == 2  # s0 (filed under db) and s5
 
 
 def test_any_of_is_filed_under_each_value() -> None:
