@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .config import ChannelConfig, FilterSpec, HistoryConfig, RealtimeConfig
-    from .exceptions import ConfigError, RealtimeError
+    from .exceptions import ConfigError, Forbidden, RealtimeError
     from .extension import Realtime
+    from .hooks import ConnectionView
     from .hub import PublishResult
 
 __version__ = "0.1.0"
@@ -21,7 +22,9 @@ __version__ = "0.1.0"
 __all__ = [
     "ChannelConfig",
     "ConfigError",
+    "ConnectionView",
     "FilterSpec",
+    "Forbidden",
     "HistoryConfig",
     "PublishResult",
     "Realtime",
@@ -37,6 +40,8 @@ _LAZY = {
     "HistoryConfig": ".config",
     "RealtimeConfig": ".config",
     "ConfigError": ".exceptions",
+    "Forbidden": ".exceptions",
+    "ConnectionView": ".hooks",
     "RealtimeError": ".exceptions",
     "Realtime": ".extension",
     "PublishResult": ".hub",

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 __all__ = ["Realtime"]
 
 H = TypeVar("H", bound=InitialStateHook)
+A = TypeVar("A", bound=Callable[..., Any])
+C = TypeVar("C", bound=Callable[..., Any])
 
 
 class Realtime:
@@ -38,7 +40,10 @@ class Realtime:
         self.hub = Hub(self.config, backplane)
         #: Rate, origin, token and admin checks (reads key files now: errors name the key).
         self.guard = Guard(self.config, backplane)
-        self.initial_state_hooks: dict[str, InitialStateHook] = {}
+        #: Every hook of the app (the decorators below register them); the hub runs
+        #: the lifecycle ones.
+        self.hooks = self.hub.hooks
+        self.initial_state_hooks = self.hooks.initial_state
         #: The Prometheus metrics (``metrics.enabled``), else None; ``metrics.registry``
         #: is the registry served at ``metrics.path``.
         self.metrics: Metrics | None = None
@@ -67,6 +72,7 @@ class Realtime:
                 guard=self.guard,
                 metrics=self.metrics,
                 initial_state_hooks=self.initial_state_hooks,
+                hooks=self.hooks,
                 publish=self.publish,
                 cluster_stats=self.cluster_stats,
             )
@@ -125,12 +131,67 @@ class Realtime:
 
     def initial_state(self, channel: str) -> Callable[[H], H]:
         """Register ``async def hook(request) -> data``: a new subscriber of ``channel``
-        first gets its result as ``initial_state`` (this wins over ``initial: last``)."""
-        if channel not in self.config.channels:
-            raise UnknownChannel(channel, list(self.config.channels))
+        first gets its result as ``initial_state`` (this wins over ``initial: last``).
+        For a template (``"orders.{order_id}"``) the hook also gets the instance's
+        parameters, as the keywords it accepts: ``params=`` (a dict), or each by name
+        (``order_id=``)."""
+        self._check_key(channel)
 
         def register(hook: H) -> H:
             self.initial_state_hooks[channel] = hook
             return hook
 
         return register
+
+    def authorize(self, channel: str | None = None) -> Callable[[A], A]:
+        """Register ``async def can_subscribe(request, identity, params) -> bool`` for a
+        channel or template (``@realtime.authorize("orders.{order_id}")``), or with no
+        argument for every channel. It runs for each subscription, after the roles
+        passed: before the upgrade on a channel route or for ``?channels=`` (false: 403
+        ``forbidden``), and for each channel of a ``subscribe`` message (in-band
+        ``forbidden``; nothing of that message is subscribed); again on every reconnect
+        and for every channel held when a ``refresh`` brings a new token. ``identity`` is
+        None with ``auth.mode: none`` or for an anonymous connection; ``params`` the
+        instance's parameters ({} for a static channel). With both, the hook for every
+        channel runs first and each must allow. A hook that raises, or takes longer than
+        ``authorize_timeout``, refuses with ``authorize_failed`` (500 before the upgrade),
+        logged with the traceback."""
+        if channel is not None:
+            self._check_key(channel)
+
+        def register(hook: A) -> A:
+            self.hooks.authorize[channel] = hook
+            return hook
+
+        return register
+
+    def on_connect(self, hook: C) -> C:
+        """``async def hook(request, identity)``: before the upgrade, once the request
+        passed every other check; returning False or raising ``Forbidden`` refuses it
+        (403), raising anything else or taking longer than ``authorize_timeout`` is 500
+        ``authorize_failed``."""
+        self.hooks.on_connect.append(hook)
+        return hook
+
+    def on_disconnect(self, hook: C) -> C:
+        """``async def hook(conn, code, reason)``, once a connection ended (``conn``: a
+        :class:`ConnectionView`). Lifecycle hooks run as queued calls on a few tasks:
+        they never delay delivery, and their exceptions are logged."""
+        self.hooks.on_disconnect.append(hook)
+        return hook
+
+    def on_subscribe(self, hook: C) -> C:
+        """``async def hook(conn, channel, params)``, after a subscription was made
+        (``channel`` the instance name, ``params`` its parameters)."""
+        self.hooks.on_subscribe.append(hook)
+        return hook
+
+    def on_unsubscribe(self, hook: C) -> C:
+        """``async def hook(conn, channel, reason)``: ``reason`` is ``client`` (it
+        asked), ``forbidden`` (a refresh took the right away) or ``disconnect``."""
+        self.hooks.on_unsubscribe.append(hook)
+        return hook
+
+    def _check_key(self, channel: str) -> None:
+        if channel not in self.config.channels:
+            raise UnknownChannel(channel, list(self.config.channels))

@@ -10,7 +10,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import cast
 
-from .auth import TokenVerifier
+from .auth import Identity, TokenVerifier
+from .channels import Resolved
 from .events import utc_timestamp
 from .exceptions import BadMessage, ClientError
 from .hub import Connection, Hub, InitialHook, Reply
@@ -56,6 +57,7 @@ class Session:
         hooks: Mapping[str, InitialHook],
         *,
         verifier: TokenVerifier | None = None,
+        authorize: Callable[[Identity | None, Resolved], Awaitable[None]] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.hub = hub
@@ -64,6 +66,8 @@ class Session:
         self.hooks = hooks
         #: Set when auth is on: checks ``refresh`` tokens; roles then bound channels.
         self.verifier = verifier
+        #: The app's ``authorize`` hooks, bound to the upgrade request (None: none).
+        self.authorize = authorize
         self._monotonic = monotonic
         limit = hub.config.client_rate_limit
         self._bucket = TokenBucket(limit.messages, limit.per, monotonic())
@@ -136,6 +140,14 @@ class Session:
         check_subscription_limit(
             config, len(set(self.conn.channels) | {r.channel for r in requests})
         )
+        # Room for new instances (max_channels), then the app's decision per channel:
+        # a refusal of any leaves the whole message unsubscribed.
+        targets = self.hub.admit_channels([r.channel for r in requests])
+        if self.authorize is not None:
+            for target in targets:
+                await self.authorize(self.conn.identity, target)
+            if self.conn.closing:
+                return
         await self.hub.subscribe(
             self.conn,
             requests,
@@ -175,10 +187,17 @@ class Session:
             expires_at=None if expires_at is None else utc_timestamp(expires_at),
         )
         hub.send(conn, Refreshed(timestamp=hub.timestamp(), data=refreshed))
-        # The new roles bound what this connection receives from now on.
+        # The new roles, and the app's authorize hooks, bound what this connection
+        # receives from now on.
         lost = [c for c in conn.channels if not may_subscribe(hub.config, c, conn.roles)]
+        if self.authorize is not None:
+            for target in hub.admit_channels([c for c in conn.channels if c not in lost]):
+                try:
+                    await self.authorize(identity, target)
+                except ClientError:  # refused, or the check failed: not allowed
+                    lost.append(target.name)
         if lost:
-            removed = hub.unsubscribe(conn, lost)
+            removed = hub.unsubscribe(conn, lost, reason="forbidden")
             data = UnsubscribedData(channels=removed, reason="forbidden")
             hub.send(conn, Unsubscribed(timestamp=hub.timestamp(), data=data))
 

@@ -664,3 +664,24 @@ async def test_initial_state_hooks_show_in_the_document(serve: Any) -> None:
     assert "initial_state" in after["channels"]["logs"]["messages"]
     assert "initial_state hook" in after["channels"]["logs"]["description"]
     assert asyncapi_validator().is_valid(after)
+
+
+async def test_a_channel_template_is_a_parameterised_address(serve: Any) -> None:
+    """AsyncAPI 3 describes a template as an address with parameters; the document stays
+    valid (channel ids are [\\w.-]+, so the id drops the braces)."""
+    channels = {
+        "logs": {},
+        "orders.{order_id}": {"params": {"order_id": {"pattern": "[0-9]{1,12}"}}},
+        "rooms.{tenant}.{room}": {},
+    }
+    server = await serve(make_realtime(channels=channels))
+    document = await fetch_asyncapi(server)
+    asyncapi_validator().validate(document)
+    order = document["channels"]["orders.order_id"]
+    assert order["address"] == "/ws/orders.{order_id}"
+    assert order["parameters"] == {
+        "order_id": {"description": "Matches '[0-9]{1,12}' (the whole value)."}
+    }
+    room = document["channels"]["rooms.tenant.room"]
+    assert set(room["parameters"]) == {"tenant", "room"}
+    assert "orders.order_id.send" in document["operations"]

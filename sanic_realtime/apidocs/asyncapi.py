@@ -296,6 +296,17 @@ def asyncapi_document(
         }
         if channel.roles:
             entry["x-roles"] = list(channel.roles)
+        template = config.catalog.templates.get(name)
+        if template is not None:
+            # A parameterised address; the id drops the braces (ids are [\w.-]+).
+            entry["parameters"] = {
+                param: {"description": f"Matches {pattern.pattern!r} (the whole value)."}
+                for param, pattern in zip(template.params, template.patterns, strict=True)
+            }
+            entry["title"] = f"Channel template {name}"
+            name = name.replace("{", "").replace("}", "")
+            while name in config.channels or name in channels:
+                name += "-template"
         channels[name] = entry
     channels[GENERAL_KEY] = {
         "address": prefix,

@@ -110,6 +110,7 @@ class Connection:
         "last_seen",
         "opened",
         "queue",
+        "remote_addr",
         "role",
         "roles",
         "socket",
@@ -136,6 +137,8 @@ class Connection:
         self.set_identity(identity)
         #: channel -> filter, for subscriptions active or being set up.
         self.channels: dict[str, Filter | None] = {}
+        #: The client's address, as the route read it (for hooks and logs).
+        self.remote_addr = ""
         # ---- outbox (outbox.py)
         #: (channel or None for control messages, framed bytes), oldest first. A list, not
         #: a deque: an empty list costs 56 bytes, an empty deque over 600, per connection.

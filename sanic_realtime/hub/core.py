@@ -32,11 +32,12 @@ from ..channels import Instances, Resolved
 from ..config import RealtimeConfig
 from ..events import Event, utc_timestamp
 from ..framing import text_frame
+from ..hooks import ConnectionView, HookRunner, Hooks
 from ..log import logger
 from ..protocol import CloseCode, ControlMessage
 from ..rooms import Rooms
 from ..subscriptions import SubRequest
-from .connection import CLOSED, Connection, Socket
+from .connection import CLOSED, OPEN, Connection, Socket
 from .liveness import Liveness
 from .outbox import Outbox
 from .recovery import Recovery
@@ -110,6 +111,10 @@ class Hub:
             lambda resolved: self.instances.use(resolved, self._monotonic()),
         )
         self._static = catalog.static
+        #: The app's hooks (``Realtime`` shares its own), and the runner of the lifecycle
+        #: ones, off the delivery path.
+        self.hooks = Hooks()
+        self.lifecycle = HookRunner()
         self._liveness = Liveness(
             config,
             self._conns,
@@ -218,6 +223,9 @@ class Hub:
             )
         for task in list(self._tasks):
             task.cancel()
+        # The on_disconnect hooks of the connections just closed run before the stop
+        # (bounded by the same timeout).
+        await self.lifecycle.drain(self.config.shutdown_timeout)
         if self.started:
             await self.backplane.stop()
         self.started = False
@@ -244,8 +252,10 @@ class Hub:
         socket: Socket,
         reservation: Reservation | None = None,
         identity: Identity | None = None,
+        remote_addr: str = "",
     ) -> Connection:
         conn = Connection("c_" + secrets.token_urlsafe(9), socket, identity, self._monotonic())
+        conn.remote_addr = remote_addr
         self._registry.add(conn, reservation)
         self._liveness.schedule_expiry(conn)
         return conn
@@ -256,8 +266,25 @@ class Hub:
         if not self._registry.remove(conn):
             return
         self._liveness.cancel_expiry(conn)
+        hooks = self.hooks
+        if hooks.on_unsubscribe or hooks.on_disconnect:
+            view = self.view(conn)
+            for channel in conn.channels:
+                self.lifecycle.call(hooks.on_unsubscribe, view, channel, "disconnect")
+            code, reason = conn.end_status()
+            self.lifecycle.call(hooks.on_disconnect, view, code, reason)
         self._subs.leave_all(conn)
         self._outbox.discard(conn)
+
+    def view(self, conn: Connection) -> ConnectionView:
+        """What a lifecycle hook sees of ``conn`` (a snapshot)."""
+        return ConnectionView(
+            client_id=conn.id,
+            user_id=conn.user_id,
+            roles=tuple(sorted(conn.roles)),
+            remote_addr=conn.remote_addr,
+            channels=tuple(conn.channels),
+        )
 
     def reidentify(self, conn: Connection, identity: Identity) -> None:
         """A refreshed token (same user): new roles and a new expiry for ``conn``."""
@@ -464,10 +491,25 @@ class Hub:
         subscription could have missed (and a few from just before it, at most).
         """
         await self._subs.subscribe(conn, requests, reply or subscribed, hooks or {}, positions)
+        if self.hooks.on_subscribe and conn.state is OPEN:
+            view = self.view(conn)
+            for req in requests:
+                if req.channel in conn.channels:
+                    params = dict(self.catalog.resolve(req.channel).params)
+                    self.lifecycle.call(self.hooks.on_subscribe, view, req.channel, params)
 
-    def unsubscribe(self, conn: Connection, channels: Sequence[str]) -> list[str]:
-        """Leave ``channels``; returns those that were subscribed."""
-        return self._subs.unsubscribe(conn, channels)
+    def unsubscribe(
+        self, conn: Connection, channels: Sequence[str], reason: str = "client"
+    ) -> list[str]:
+        """Leave ``channels``; returns those that were subscribed. ``reason`` is what
+        ``on_unsubscribe`` hooks get: ``client`` (asked), ``forbidden`` (no longer
+        allowed)."""
+        removed = self._subs.unsubscribe(conn, channels)
+        if removed and self.hooks.on_unsubscribe:
+            view = self.view(conn)
+            for channel in removed:
+                self.lifecycle.call(self.hooks.on_unsubscribe, view, channel, reason)
+        return removed
 
     # ----------------------------------------------------------------- figures
 

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 
     from ..config import RealtimeConfig
     from ..guard import Guard
+    from ..hooks import Hooks
     from ..hub import Hub, PublishResult
     from ..metrics import Metrics
 
@@ -30,6 +31,8 @@ class Parts:
     #: channel -> hook; read per connection (hooks may be registered after the
     #: blueprint is built).
     initial_state_hooks: Mapping[str, InitialStateHook]
+    #: Every hook of the app (authorize, on_connect, ...): read per request.
+    hooks: Hooks
     publish: Publish
     #: The admin stats route's figures (every worker's, summed).
     cluster_stats: Callable[[], Awaitable[dict[str, Any]]]

@@ -26,6 +26,7 @@ from websockets.server import ServerProtocol
 
 from ..admission import Admission, Admitted, Handshake
 from ..auth import BEARER_SUBPROTOCOL, Identity, parse_subprotocols
+from ..channels import Resolved
 from ..events import utc_timestamp
 from ..exceptions import ClientError, ServerUnavailable
 from ..hooks import bind_initial
@@ -115,10 +116,29 @@ def _query(request: Request) -> dict[str, str]:
     return {key: ",".join(values) for key, values in args.items()}
 
 
+async def _check_connect(parts: Parts, request: Request, identity: Identity | None) -> None:
+    await parts.hooks.check_connect(request, identity, parts.config.authorize_timeout)
+
+
+async def _authorize(
+    parts: Parts, request: Request, identity: Identity | None, target: Resolved
+) -> None:
+    """The app's ``authorize`` hooks for one channel of this request's connection."""
+    await parts.hooks.check_authorized(
+        request,
+        identity,
+        target.name,
+        target.key,
+        target.params,
+        parts.config.authorize_timeout,
+    )
+
+
 def add_websocket_routes(bp: Blueprint, parts: Parts) -> None:
     """``{url_prefix}/{channel}`` and ``{url_prefix}``, with the middleware that admits
     (or refuses) their upgrade requests."""
     config, hub, guard, metrics = parts.config, parts.hub, parts.guard, parts.metrics
+    hooks = parts.hooks
     prefix = config.url_prefix
     admission = Admission(config, hub, guard)
     subprotocols = cast(Any, _BearerIfOffered())
@@ -141,6 +161,8 @@ def add_websocket_routes(bp: Blueprint, parts: Parts) -> None:
             upgrade=headers.get("upgrade"),
             # Looked up at call time: tests switch the check off.
             check_upgrade=partial(_check_handshake_of, request),
+            check_connect=partial(_check_connect, parts, request) if hooks.on_connect else None,
+            authorize=partial(_authorize, parts, request) if hooks.authorize else None,
         )
         try:
             admitted = await admission.admit(handshake)
@@ -189,9 +211,9 @@ def add_websocket_routes(bp: Blueprint, parts: Parts) -> None:
         admitted: Admitted = request.ctx.realtime_admitted
         request.ctx.realtime_admitted = None  # the connection's from here, not the request's
         identity = admitted.identity
-        conn = hub.register(socket, admitted.reservation, identity)
-        channels = [sub.channel for sub in admitted.plan]
         address = client_ip(request)
+        conn = hub.register(socket, admitted.reservation, identity, address)
+        channels = [sub.channel for sub in admitted.plan]
         connection_logger.info(
             "realtime connect %s %s %s user=%s roles=%s channels=%s",
             conn.id,
@@ -210,8 +232,17 @@ def add_websocket_routes(bp: Blueprint, parts: Parts) -> None:
                 "channels": channels,
             },
         )
-        hooks = {ch: bind_initial(hook, request) for ch, hook in parts.initial_state_hooks.items()}
-        session = Session(hub, conn, socket.recv, hooks, verifier=guard.verifier)
+        initial_hooks = {
+            ch: bind_initial(hook, request) for ch, hook in parts.initial_state_hooks.items()
+        }
+        session = Session(
+            hub,
+            conn,
+            socket.recv,
+            initial_hooks,
+            verifier=guard.verifier,
+            authorize=partial(_authorize, parts, request) if parts.hooks.authorize else None,
+        )
         socket.gate = session.admit_frame
         try:
             # The builder is not kept in this frame: it lives only as long as the reply.
