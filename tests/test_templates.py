@@ -343,3 +343,23 @@ async def test_on_redis_a_quiet_instance_expires_with_its_history_and_starts_afr
     finally:
         await r.aclose()
         await delete_prefix(url, prefix)
+
+
+async def test_the_python_client_takes_instance_names_and_their_refusals(serve: Any) -> None:
+    from sanic_realtime.client import RealtimeClient, RequestFailed
+
+    realtime = templates()
+    server = await serve(realtime)
+    async with RealtimeClient(server.ws_url(), channels=["orders.42"]) as client:
+        sent = await realtime.publish("orders.42", "status", {"status": "paid"})
+        async with asyncio.timeout(5):
+            async for event in client:
+                if event.is_event:
+                    break
+        assert (event.channel, event.id) == ("orders.42", sent.id)
+        with pytest.raises(RequestFailed) as info:
+            await client.subscribe("orders.x")
+        assert info.value.code == "invalid_channel"
+    # A channel URL of an instance, as the CLI's tail takes it.
+    async with RealtimeClient(server.ws_url("/ws/orders.7?status=shipped")) as client:
+        assert client.channels == ["orders.7"]
