@@ -5,10 +5,11 @@ and gets back one :class:`Admitted` (or a ``ClientError`` to answer with).
 The order (docs/protocol.md, "Refusals"): the connection rate per IP, the origin, the
 credential (a token is verified; a ticket is only looked up), the subscription plan
 (channels, filters, ``since``, roles), ``max_subscriptions``, the ``Upgrade`` header,
-websockets' own handshake checks, the backplane, room for the template instances
-(``max_channels``), a slot (``max_clients``, ``max_connections_per_user``), and the
-app's hooks, ``on_connect`` then ``authorize`` per channel (with the slot held, so at most
-``max_clients`` handshakes wait for them). A one-time ticket is redeemed last, once every
+websockets' own handshake checks, the backplane, a slot (``max_clients``,
+``max_connections_per_user``), the app's hooks, ``on_connect`` then ``authorize`` per
+channel (with the slot held, so at most ``max_clients`` handshakes wait for them), and
+room for the template instances (``max_channels``), taken only for channels the hooks
+allowed. A one-time ticket is redeemed last, once every
 other check has passed: a client refused for any other reason can use its ticket again. Of
 two requests racing with one ticket, one redeems it and the other is refused
 (``invalid_ticket``), its slot given back.
@@ -103,7 +104,7 @@ class Admission:
                 "the backplane is unavailable (Redis unreachable); try again shortly",
                 code="backplane_unavailable",
             )
-        targets = hub.admit_channels([sub.channel for sub in plan])  # too_many_channels
+        targets = [hub.catalog.resolve(sub.channel) for sub in plan]
         reservation = hub.reserve(identity.user_id if identity is not None else None)
         try:
             # The app's hooks last, on a request that passed every other check, and while a
@@ -113,6 +114,9 @@ class Admission:
             if request.authorize is not None:
                 for target in targets:
                     await request.authorize(identity, target)
+            # Only channels the app allowed take room among the instances (max_channels):
+            # a client asking for what it may not see cannot fill it.
+            hub.admit_channels([target.name for target in targets])
             if ticket is not None:
                 await guard.redeem(ticket)
         except BaseException:

@@ -140,14 +140,15 @@ class Session:
         check_subscription_limit(
             config, len(set(self.conn.channels) | {r.channel for r in requests})
         )
-        # Room for new instances (max_channels), then the app's decision per channel:
-        # a refusal of any leaves the whole message unsubscribed.
-        targets = self.hub.admit_channels([r.channel for r in requests])
+        # The app's decision per channel (a refusal of any leaves the whole message
+        # unsubscribed), then room for new instances (max_channels): only for allowed ones.
         if self.authorize is not None:
-            for target in targets:
+            for req in requests:
+                target = self.hub.catalog.resolve(req.channel)
                 await self.authorize(self.conn.identity, target)
             if self.conn.closing:
                 return
+        self.hub.admit_channels([r.channel for r in requests])
         await self.hub.subscribe(
             self.conn,
             requests,
@@ -191,7 +192,7 @@ class Session:
         # receives from now on.
         lost = [c for c in conn.channels if not may_subscribe(hub.config, c, conn.roles)]
         if self.authorize is not None:
-            for target in hub.admit_channels([c for c in conn.channels if c not in lost]):
+            for target in [hub.catalog.resolve(c) for c in conn.channels if c not in lost]:
                 try:
                     await self.authorize(identity, target)
                 except ClientError:  # refused, or the check failed: not allowed

@@ -267,3 +267,23 @@ async def test_the_runner_is_bounded_whatever_is_asked_of_it() -> None:
             await asyncio.sleep(0.01)
     await runner.drain(1.0)
     assert ran == HookRunner.QUEUE and runner.waiting == 0
+
+
+async def test_refused_subscriptions_take_no_room_among_the_instances(serve: Any) -> None:
+    """A client asking for instances it may not see cannot fill max_channels."""
+    realtime = jwt_realtime_with(max_channels=3)
+    inbox_rule(realtime, [])
+    server = await serve(realtime)
+    alice = bearer(token("alice", "user"))
+    for i in range(10):
+        status, _ = await refused(server, f"/ws/users.u{i}", additional_headers=alice)
+        assert status == 403
+    async with server.connect("/ws", additional_headers=alice) as ws:
+        await recv_json(ws)
+        for i in range(10):
+            await ws.send(json.dumps({"type": "subscribe", "channels": [f"users.v{i}"]}))
+            assert (await recv_until(ws, "error"))["data"]["code"] == "forbidden"
+        assert realtime.stats()["channel_instances"] == {}
+        await ws.send(json.dumps({"type": "subscribe", "channels": ["users.alice"]}))
+        assert (await recv_until(ws, "subscribed"))["data"]["channels"] == ["users.alice"]
+    assert realtime.stats()["channel_instances"] == {"users.{user_id}": 1}
