@@ -5,7 +5,8 @@
 1. log analysis (logs.py): ``logs``, ``anomalies``, ``log_stats``, ``alerts``;
 2. an API gateway (gateway.py): ``providers``, ``requests``, ``stats`` (per window, throttled);
 3. monitoring (monitoring.py): ``system``, ``tasks``, ``alerts``;
-4. user management (users.py): ``users``, targeted per user and role.
+4. user management (users.py): ``users``, targeted per user and role, and each user's
+   private inbox ``users.<id>`` (a template with an authorize hook).
 
 The dashboard (static/) uses the package's browser client, served at ``/ws/client.js``.
 Every channel and route is described in docs/demo.md.
@@ -92,6 +93,11 @@ def create_app(
     async def tasks_now(request: Request) -> Any:
         return {"tasks": list(monitoring.tasks.tasks.values())}
 
+    @realtime.initial_state("tasks.{task_id}")
+    async def task_now(request: Request, task_id: str) -> Any:
+        """tasks.task-3: the task as it is now (None: an unknown or forgotten task)."""
+        return {"task": monitoring.tasks.tasks.get(task_id)}
+
     @app.exception(Refused)
     async def refused(request: Request, e: Refused) -> HTTPResponse:
         return refusal(e)
@@ -108,7 +114,8 @@ def create_app(
                 "ws": cfg.url_prefix,
                 "broadcast_path": cfg.admin.broadcast_path,
                 "stats_path": cfg.admin.stats_path,
-                "channels": list(cfg.channels),
+                "channels": [c for c in cfg.channels if "{" not in c],
+                "templates": [c for c in cfg.channels if "{" in c],
                 "levels": LEVELS,
                 "components": COMPONENTS,
                 "providers": [{"id": p.id, "name": p.name} for p in gateway.providers.values()],

@@ -2,8 +2,10 @@
 tasks with progress, and alert rules.
 
 Channels: ``system`` (``system_status`` and ``metrics_update`` every 5 s; a new
-subscriber first gets an ``initial_state`` snapshot), ``tasks`` (``task_update``) and
-``alerts`` (``alert``: rule, value, threshold, severity, firing or resolved).
+subscriber first gets an ``initial_state`` snapshot), ``tasks`` (``task_update``), each
+task's own ``tasks.<id>`` (the template ``tasks.{task_id}``: the same ``task_update``,
+for a page that follows one task) and ``alerts`` (``alert``: rule, value, threshold,
+severity, firing or resolved).
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ class Rule:
 
 
 class Tasks:
-    """Simulated bulk tasks: each advances in steps and publishes ``task_update``."""
+    """Simulated bulk tasks: each advances in steps and publishes ``task_update`` to
+    ``tasks`` and to its own ``tasks.<id>``."""
 
     def __init__(self, emit: Emitter, pace: Pace, rng: random.Random) -> None:
         self.emit = emit
@@ -90,8 +93,12 @@ class Tasks:
         job.add_done_callback(self.running.discard)
         return task
 
-    async def _work(self, task: dict[str, Any]) -> None:
+    async def publish(self, task: dict[str, Any]) -> None:
         await self.emit("tasks", "task_update", task)
+        await self.emit(f"tasks.{task['id']}", "task_update", task)
+
+    async def _work(self, task: dict[str, Any]) -> None:
+        await self.publish(task)
         await asyncio.sleep(self.pace(0.5))
         task["status"] = "running"
         details = task["details"]
@@ -107,12 +114,12 @@ class Tasks:
                 task["error"] = "too many upstream errors; retry later"
                 self.failed_at.append(time.monotonic())
                 break
-            await self.emit("tasks", "task_update", task)
+            await self.publish(task)
             await asyncio.sleep(self.pace(0.5))
         else:
             task["status"] = "completed"
         task["end_time"] = iso()
-        await self.emit("tasks", "task_update", task)
+        await self.publish(task)
 
     async def stop(self) -> None:
         for job in list(self.running):

@@ -14,12 +14,19 @@ either):
 | ``profile.updated`` | user_id, changes | the user |
 | ``password.changed`` | user_id, changed_at | the user |
 
+Each user also has a private inbox, ``users.<id>`` (the template ``users.{user_id}``):
+an ``authorize`` hook lets only that user, or an admin, subscribe. It gets a
+``notification`` (title, message, level, at) on sign-in, registration and a role or
+password change; a new subscriber first gets the latest ones (``initial_state``,
+``{"notifications": [...]}``, kept in this process's memory).
+
 Users live in SQLite (a file shared by every worker of one host, or in memory for one
 process); passwords are hashed with scrypt (standard library).
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import hmac
@@ -36,10 +43,12 @@ from sanic.exceptions import BadRequest
 from sanic.response import HTTPResponse, empty, json
 
 from sanic_realtime import Realtime
+from sanic_realtime.auth import Identity
 
 from .common import Emitter, iso
 
 TOKEN_TTL = 3600
+INBOX_KEEP = 20
 ROLES = ("user", "admin")
 _USERNAME_RE = re.compile(r"^[a-z0-9_.-]{3,32}$")
 SEED = [
@@ -163,10 +172,42 @@ def _body(request: Request, *required: str) -> dict[str, Any]:
     return body
 
 
+class Inbox:
+    """The private channels ``users.<id>``: ``notification`` events, the latest kept."""
+
+    def __init__(self, emit: Emitter) -> None:
+        self.emit = emit
+        self.kept: dict[str, collections.deque[dict[str, Any]]] = {}
+
+    async def notify(
+        self, user_id: int | str, title: str, message: str, level: str = "info"
+    ) -> None:
+        note = {"title": title, "message": message, "level": level, "at": iso()}
+        self.kept.setdefault(str(user_id), collections.deque(maxlen=INBOX_KEEP)).append(note)
+        await self.emit(f"users.{user_id}", "notification", note)
+
+    def latest(self, user_id: str) -> list[dict[str, Any]]:
+        return list(self.kept.get(user_id, ()))
+
+
 def build_users(realtime: Realtime, store: UserStore, secret: str) -> Blueprint:
-    """The ``/api`` routes of user management."""
+    """The ``/api`` routes of user management, and the hooks of the inboxes."""
     bp = Blueprint("demo_users", url_prefix="/api")
     emit = Emitter(realtime)
+    inbox = Inbox(emit)
+
+    @realtime.authorize("users.{user_id}")
+    async def own_inbox(
+        request: Request, identity: Identity | None, params: dict[str, str]
+    ) -> bool:
+        """users.<id>: that user, or an admin (the yaml's roles already keep anonymous out)."""
+        return identity is not None and (
+            identity.user_id == params["user_id"] or "admin" in identity.roles
+        )
+
+    @realtime.initial_state("users.{user_id}")
+    async def inbox_now(request: Request, user_id: str) -> Any:
+        return {"notifications": inbox.latest(user_id)}
 
     def issue(user: dict[str, Any]) -> str:
         now = int(time.time())
@@ -221,6 +262,7 @@ def build_users(realtime: Realtime, store: UserStore, secret: str) -> Blueprint:
             {"user_id": user["id"], "username": username, "name": name},
             role="admin",
         )
+        await inbox.notify(user["id"], "Welcome", f"Welcome, {name}: your account is ready")
         return json(session(user), 201)
 
     @bp.post("/login")
@@ -231,6 +273,7 @@ def build_users(realtime: Realtime, store: UserStore, secret: str) -> Blueprint:
             raise Refused(401, "bad_credentials", "unknown username or wrong password")
         user = store.public(row)
         assert user is not None
+        await inbox.notify(user["id"], "Signed in", f"Welcome back, {user['name']}")
         return json(session(user))
 
     @bp.get("/me")
@@ -284,6 +327,7 @@ def build_users(realtime: Realtime, store: UserStore, secret: str) -> Blueprint:
             {"user_id": user["id"], "changed_at": iso()},
             user_id=user["id"],
         )
+        await inbox.notify(user["id"], "Password changed", "your password was changed", "medium")
         return empty()
 
     @bp.get("/users")
@@ -322,6 +366,12 @@ def build_users(realtime: Realtime, store: UserStore, secret: str) -> Blueprint:
             },
             user_id=user_id,
             role="admin",
+        )
+        await inbox.notify(
+            user_id,
+            "Role changed",
+            f"{admin['username']} made you {role} (from {old['role']}): sign in again for it",
+            "medium",
         )
         return json({"user": user})
 

@@ -579,6 +579,86 @@ async def test_admin_sees_registrations_and_broadcasts(ops: Console) -> None:
     assert error.startswith("broadcast: unknown_channel:"), error
 
 
+# ---------------------------------------------------------------------- templates
+
+
+async def test_inbox_and_task_detail_channels(ops: Console) -> None:
+    """The templates: alice's page subscribes to her inbox, users.<her id>, and shows its
+    notifications (the sign-in's, then a live one); her client asking for bob's inbox is
+    refused in-band with forbidden, while an admin's client (a new RealtimeClient from
+    /ws/client.js in the same page) may open it. Clicking a task subscribes to its own
+    channel, tasks.<id>, whose updates (that task's only) fill the detail area."""
+    await ops.login("alice", "alice")
+    alice = await ops.value("window.demo.user")
+    inbox = f"users.{alice['id']}"
+    assert await ops.value("window.demo.inbox") == inbox
+    assert await ops.text("inbox-channel") == inbox
+    # Signing in published "Welcome back" before the page's client connected: the inbox's
+    # initial_state brings it.
+    await ops.wait_text("inbox", "Welcome back, Alice")
+    token = await ops.value("sessionStorage.getItem('demo.token')")
+    response = await ops.http.post(
+        "/api/me/password",
+        json={"old_password": "alice", "new_password": "alice"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 204, response.text
+    await ops.wait_text("inbox", "your password was changed")
+    notes = await ops.events(inbox)
+    assert [e["type"] for e in notes] == ["notification"], notes
+    assert notes[0]["data"]["title"] == "Password changed"
+
+    # Bob's inbox: not for alice (in-band forbidden, her client stays connected) ...
+    response = await ops.http.post("/api/login", json={"username": "bob", "password": "bob"})
+    assert response.status_code == 200, response.text
+    bob_inbox = f"users.{response.json()['user']['id']}"
+    refused = await ops.value(
+        """(async () => {
+            try { await window.demo.client.subscribe(arg); return null; }
+            catch (e) { return { code: e.code, message: e.message }; }
+        })()""",
+        bob_inbox,
+    )
+    assert refused is not None and refused["code"] == "forbidden", refused
+    assert bob_inbox in refused["message"], refused
+    assert (await ops.wait_connected("alice"))["userId"] == str(alice["id"])
+    assert bob_inbox not in await ops.value("Object.keys(window.demo.received)")
+    # ... but an admin may open it: a second client in the page, with an admin's token.
+    opened = await ops.value(
+        """(async () => {
+            const { RealtimeClient } = await import("/ws/client.js");
+            const client = new RealtimeClient("/ws", { token: arg.token, reconnect: false });
+            const first = new Promise((resolve) => client.on("initial_state", resolve));
+            await client.connect();
+            const reply = await client.subscribe(arg.channel);
+            const state = await first;
+            client.disconnect();
+            return { channels: reply.channels, channel: state.channel, data: state.data };
+        })()""",
+        {"token": await admin_token(ops), "channel": bob_inbox},
+    )
+    assert opened["channels"] == [bob_inbox] and opened["channel"] == bob_inbox, opened
+    assert [n["message"] for n in opened["data"]["notifications"]] == ["Welcome back, Bob"]
+
+    # A task's detail: its own channel, tasks.<id>.
+    response = await ops.http.post("/api/tasks", json={"name": "detail test", "total": 300})
+    assert response.status_code == 201, response.text
+    task_id = response.json()["task"]["id"]
+    await ops.page.click(f"[data-testid=task][data-id='{task_id}']")
+    assert await ops.text("task-detail-channel") == f"tasks.{task_id}"
+    await ops.wait(
+        "document.querySelectorAll('[data-testid=task-detail-event][data-type=task_update]')"
+        ".length >= 3"
+    )
+    updates = await ops.events(f"tasks.{task_id}")
+    assert {e["data"]["id"] for e in updates} == {task_id}, updates
+    progress = [e["data"]["progress"] for e in updates]
+    assert progress == sorted(progress) and len(set(progress)) >= 2, progress
+    shown = await ops.page.locator("[data-testid=task-detail-event]").all_inner_texts()
+    assert any(re.search(rf"\b{progress[-1]} %", line) for line in shown), shown
+    assert not await ops.errors()
+
+
 # ---------------------------------------------------------------------- outage
 
 

@@ -22,6 +22,7 @@ const state = {
   user: JSON.parse(sessionStorage.getItem("demo.user") || "null"),
   requestsPerSecond: null, // from the gateway stats, for the chart
   adminTimer: null,
+  taskDetail: null, // the task whose own channel (tasks.<id>) is open
 };
 let dropping = false; // "Drop connection" is running
 
@@ -38,6 +39,10 @@ const demo = (window.demo = {
   seq: {},
   /** channel -> {filter, seq}: the filter in force for events with seq >= this seq. */
   marks: {},
+  /** The signed-in user's inbox channel (users.<id>), or null. */
+  inbox: null,
+  /** Follow one task on its own channel, tasks.<id>, as a click on it does. */
+  openTask: (id) => openTask(id),
   /** Ids of the tasks started with the button. */
   startedTasks: [],
   /** Outcomes of "Drop connection". */
@@ -153,6 +158,10 @@ function startClient() {
   // One subscribe() per distinct filter; not connected yet, so these are only recorded.
   const plain = state.user ? [...PLAIN, "users"] : PLAIN;
   client.subscribe(plain);
+  // The user's private inbox: a channel of the template users.{user_id}, which only they
+  // (or an admin) may subscribe to.
+  demo.inbox = state.user ? `users.${state.user.id}` : null;
+  if (demo.inbox) client.subscribe(demo.inbox);
   const filters = { logs: logFilter(), requests: requestFilter(), stats: statsFilter() };
   for (const [channel, filter] of Object.entries(filters)) client.subscribe(channel, filter);
 
@@ -240,9 +249,10 @@ function onMessage(message) {
     case "unsubscribed":
       return showError("server", { code: "unsubscribed", message: `removed ${message.data?.channels} (${message.data?.reason})` });
     default:
-      if (channel && panels[channel]) {
+      const panel = channel && (panels[channel] ?? templatePanel(channel));
+      if (panel) {
         try {
-          panels[channel](message);
+          panel(message);
         } catch (e) {
           console.error("panel", channel, e);
         }
@@ -416,6 +426,87 @@ const panels = {
   },
 };
 
+/** The panel of a template's instance: the user's inbox, the open task. */
+function templatePanel(channel) {
+  if (channel === demo.inbox) return showInbox;
+  if (state.taskDetail && channel === `tasks.${state.taskDetail}`) return showTaskDetail;
+  return null;
+}
+
+function showInbox(message) {
+  if (message.type === "initial_state") {
+    $("inbox").replaceChildren();
+    for (const note of data(message).notifications ?? []) addNote(note, null);
+  } else if (message.type === "notification") {
+    addNote(data(message), message.id);
+  }
+}
+
+function addNote(d, id) {
+  const item = el(
+    "li",
+    { "data-testid": "inbox-item", dataset: { id: id ?? "", level: d.level ?? "info" } },
+    el("span", { class: "time" }, fmt.time(d.at)),
+    el("span", { class: `badge ${token(d.level ?? "info")}` }, d.title ?? "notification"),
+    el("span", { class: "msg" }, d.message ?? ""),
+  );
+  prependCapped($("inbox"), item, FEED_ITEMS);
+}
+
+function showTaskDetail(message) {
+  const task = message.type === "initial_state" ? data(message).task : message.type === "task_update" ? data(message) : null;
+  if (!task) {
+    if (message.type === "initial_state") addTaskLine("no such task now: only its future events");
+    return;
+  }
+  setText("task-detail-name", task.name ?? task.id);
+  const details = task.details ?? {};
+  const counts = details.total === undefined ? "" : ` · ${details.processed ?? 0}/${details.total}${details.errors ? ` · ${details.errors} errors` : ""}`;
+  addTaskLine(`${task.status ?? "?"} ${Number(task.progress) || 0} %${counts}`, message, task);
+}
+
+function addTaskLine(text, message = null, task = null) {
+  const item = el(
+    "li",
+    {
+      "data-testid": "task-detail-event",
+      dataset: { id: message?.id ?? "", type: message?.type ?? "", status: task?.status ?? "", progress: String(task?.progress ?? "") },
+    },
+    el("span", { class: "time" }, fmt.time(message?.timestamp)),
+    el("span", {}, text),
+  );
+  prependCapped($("task-detail-events"), item, FEED_ITEMS);
+}
+
+/** Follow task `id` on tasks.<id>: its current state, then each of its updates. */
+async function openTask(id) {
+  const client = demo.client;
+  if (!client) return null;
+  const previous = state.taskDetail;
+  if (previous === id) return null;
+  state.taskDetail = id;
+  for (const li of $("task-list").children) li.classList.toggle("selected", li.dataset.id === id);
+  $("task-detail-events").replaceChildren();
+  setText("task-detail-name", id);
+  setText("task-detail-channel", `tasks.${id}`);
+  $("task-detail").hidden = false;
+  try {
+    if (previous) await client.unsubscribe(`tasks.${previous}`);
+    return await client.subscribe(`tasks.${id}`);
+  } catch (e) {
+    showError(`subscribe tasks.${id}`, e);
+    return null;
+  }
+}
+
+function closeTask() {
+  const previous = state.taskDetail;
+  state.taskDetail = null;
+  $("task-detail").hidden = true;
+  for (const li of $("task-list").children) li.classList.remove("selected");
+  if (previous && demo.client) demo.client.unsubscribe(`tasks.${previous}`).catch((e) => showError("unsubscribe", e));
+}
+
 function notify(title, message, level) {
   toast(title, message, level);
   demo.toasts.push({ title, message, level, at: Date.now() });
@@ -471,7 +562,9 @@ function upsertTask(t) {
   const list = $("task-list");
   let item = [...list.children].find((li) => li.dataset.id === id);
   if (!item) {
-    item = el("li", { "data-testid": "task", dataset: { id } });
+    item = el("li", { "data-testid": "task", dataset: { id }, title: `follow ${id} (tasks.${id})` });
+    item.classList.toggle("selected", state.taskDetail === id);
+    item.addEventListener("click", () => openTask(id));
     list.prepend(item);
     while (list.children.length > 20) list.lastElementChild.remove();
   }
@@ -496,6 +589,12 @@ function resetPanels() {
   $("log-rows").replaceChildren();
   setText("log-count", "");
   $("user-events").replaceChildren();
+  $("inbox").replaceChildren();
+  setText("inbox-channel", demo.inbox ?? "");
+  // A new client: the task detail closes (its subscription was the old client's).
+  state.taskDetail = null;
+  $("task-detail").hidden = true;
+  for (const li of $("task-list").children) li.classList.remove("selected");
 }
 
 // ------------------------------------------------------------------ controls
@@ -543,6 +642,7 @@ function setupControls(config) {
       if (reply?.task) demo.startedTasks.push(reply.task.id);
     }),
   );
+  $("task-detail-close").addEventListener("click", closeTask);
   $("drop").addEventListener("click", dropConnection);
 }
 
