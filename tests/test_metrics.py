@@ -318,3 +318,22 @@ async def test_several_workers_are_summed_in_every_scrape() -> None:
         await delete_prefix(url, prefix)
     # ... and removed it when it stopped.
     assert metric_dirs() - before == set()
+
+
+async def test_metrics_name_templates_not_instances(serve: Any) -> None:
+    """Label cardinality does not grow with orders: instances count under their template."""
+    channels = {"logs": {}, "orders.{order_id}": {}}
+    server = await serve(make_realtime(channels=channels, metrics=METRICS))
+    async with server.connect("/ws?channels=orders.1,orders.2") as ws:
+        await recv_until(ws, "connection_established")
+        for order in range(1, 6):
+            await server.realtime.publish(f"orders.{order}", "status", {"n": order})
+        for _ in range(2):
+            await recv_json(ws)
+        samples = await scrape(server)
+    template = "orders.{order_id}"
+    assert value(samples, "sanic_realtime_messages_published_total", channel=template) == 5
+    assert value(samples, "sanic_realtime_messages_delivered_total", channel=template) == 2
+    assert value(samples, "sanic_realtime_subscribers", channel=template) == 2
+    channels_seen = {dict(labels).get("channel") for _, labels in samples} - {None}
+    assert channels_seen == {"logs", template}
