@@ -244,3 +244,17 @@ async def test_tail_survives_a_server_restart(cli: Any) -> None:
         assert sum("connected (" in line for line in run.err) == 2, run.err
     finally:
         await cluster.close()
+
+
+async def test_tail_takes_template_instances_and_shows_their_refusals(serve: Any, cli: Any) -> None:
+    channels = {"orders.{order_id}": {"params": {"order_id": {"pattern": "[0-9]+"}}}}
+    server = await serve(make_realtime(channels=channels))
+    url = f"http://127.0.0.1:{server.port}"
+    run = await cli("tail", url, "-c", "orders.42", "--json", "-n", "1")
+    await run.wait_err("connected")
+    sent = await server.realtime.publish("orders.42", "status", {"status": "paid"})
+    assert await run.finish() == 0
+    assert json.loads(run.out[0])["id"] == sent.id
+    bad = await cli("tail", url, "-c", "orders.x", "--no-reconnect")
+    assert await bad.finish() == 1
+    assert any("invalid_channel" in line and "order_id" in line for line in bad.err), bad.err
