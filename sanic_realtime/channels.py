@@ -14,6 +14,7 @@ used, to bound them (``max_channels``), forget the idle ones, and count them per
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -227,6 +228,8 @@ class Instances:
 
     #: instances looked at per ordinary sweep
     SWEEP = 64
+    #: instances looked at, at most once a second, when the table is full
+    FULL_SWEEP = 4096
 
     def __init__(
         self,
@@ -267,14 +270,17 @@ class Instances:
         """Forget idle instances from the oldest use; returns how many.
 
         Normally it stops at the first instance used too recently, after at most SWEEP.
-        With ``everything`` (the limit is reached) it looks at all of them, since
-        templates idle for different times; at most once a second, so that a client
-        asking for new instances of a full server costs little each time."""
+        With ``everything`` (the limit is reached) it looks at up to FULL_SWEEP of them
+        whatever their use (templates idle for different times), at most once a second,
+        so that a client asking for new instances of a full server costs little."""
         if everything:
             if now < self._next_full:
                 return 0
             self._next_full = now + 1.0
-            candidates = list(self._items.items())
+            # At most FULL_SWEEP a second (a few ms, not one loop stall per 100,000):
+            # the ones looked at and kept go to the back, so the next full sweep looks
+            # at others.
+            candidates = list(itertools.islice(self._items.items(), self.FULL_SWEEP))
         else:
             candidates = []
             for name, item in self._items.items():
@@ -284,6 +290,8 @@ class Instances:
         forgotten = 0
         for name, item in candidates:
             if now - item.used < self._idle(item.key):
+                if everything:
+                    self._items.move_to_end(name)
                 continue
             if self._in_use(name):
                 item.used = now

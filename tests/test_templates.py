@@ -147,14 +147,34 @@ def test_a_full_table_is_swept_whole_at_most_once_a_second() -> None:
         asked.append(name)
         return True
 
-    instances = Instances(100, lambda key: 0.0, in_use=in_use)
-    for i in range(100):
+    limit = Instances.FULL_SWEEP * 3
+    instances = Instances(limit, lambda key: 0.0, in_use=in_use)
+    for i in range(limit):
         instances.use(catalog.resolve(f"t.{i}"), 1.0)
     asked.clear()
     for i in range(50):
         with pytest.raises(TooManyChannels):
             instances.use(catalog.resolve(f"t.new{i}"), 2.0)
-    assert len(asked) <= 100 + Instances.SWEEP * 50
+    # one full sweep (FULL_SWEEP looked at) and ordinary ones (SWEEP each) at most
+    assert len(asked) <= Instances.FULL_SWEEP + Instances.SWEEP * 50
+
+
+def test_full_sweeps_go_round_the_table() -> None:
+    """Idle instances behind FULL_SWEEP busy ones are found by the next full sweeps."""
+    catalog = Catalog({"t.{id}": ChannelConfig()})
+    n = Instances.FULL_SWEEP * 2 + 10
+    busy = {f"t.{i}" for i in range(n - 5)}  # the last 5 are idle and unused
+    instances = Instances(n, lambda key: 0.0, in_use=lambda name: name in busy)
+    for i in range(n):
+        instances.use(catalog.resolve(f"t.{i}"), 1.0)
+    now = 10.0
+    for _ in range(3):  # at most three seconds of refusals
+        try:
+            instances.use(catalog.resolve("t.new"), now)
+            break
+        except TooManyChannels:
+            now += 1.0
+    assert "t.new" in instances
 
 
 # ------------------------------------------------------------------ through a real server
