@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from .config.schema import ChannelConfig, HistoryConfig
+from .config.schema import DEFAULT_PARAM_PATTERN, ChannelConfig, HistoryConfig
 from .exceptions import InvalidChannel, TooManyChannels, UnknownChannel
 
 __all__ = [
@@ -31,7 +31,6 @@ __all__ = [
     "Resolved",
     "Template",
     "overlap_problem",
-    "template_of",
 ]
 
 #: The longest channel name a client may send (a template instance included).
@@ -54,7 +53,7 @@ class Template:
     patterns: tuple[re.Pattern[str], ...]
 
     @classmethod
-    def parse(cls, key: str, patterns: Mapping[str, str], default: str) -> Template:
+    def parse(cls, key: str, patterns: Mapping[str, str]) -> Template:
         """Raises ValueError saying what is wrong with ``key`` or a pattern."""
         segments: list[str | None] = []
         params: list[str] = []
@@ -77,7 +76,7 @@ class Template:
             raise ValueError(f"params names {', '.join(unknown)}, which {key!r} does not have")
         compiled = []
         for param in params:
-            pattern = patterns.get(param, default)
+            pattern = patterns.get(param, DEFAULT_PARAM_PATTERN)
             try:
                 compiled.append(re.compile(pattern))
             except re.error as e:
@@ -110,10 +109,6 @@ class Template:
             values[param] = part
         return values
 
-    def example(self) -> str:
-        """A name of this shape (for error hints): ``orders.{order_id}`` as written."""
-        return self.key
-
 
 def overlap_problem(a: Template, b: Template) -> bool:
     """Whether one name could have the shapes of both."""
@@ -137,11 +132,11 @@ class Resolved:
         return self.key != self.name
 
 
-DEFAULT_PATTERN = r"[A-Za-z0-9_-]{1,64}"
-
-
 class Catalog:
     """The channels of a config, compiled: static names and templates."""
+
+    #: names kept resolved
+    CACHE = 10_000
 
     def __init__(self, channels: Mapping[str, ChannelConfig]) -> None:
         self.static: dict[str, ChannelConfig] = {}
@@ -150,19 +145,34 @@ class Catalog:
         for key, spec in channels.items():
             if is_template(key):
                 patterns = {p: s.pattern for p, s in spec.params.items()}
-                self.templates[key] = Template.parse(key, patterns, DEFAULT_PATTERN)
+                self.templates[key] = Template.parse(key, patterns)
             else:
                 self.static[key] = spec
+        self._resolved: dict[str, Resolved] = {}
         #: templates by segment count, the only ones a name of that length can match
         self._by_length: dict[int, list[Template]] = {}
         for template in self.templates.values():
             self._by_length.setdefault(len(template.segments), []).append(template)
 
     def resolve(self, name: str) -> Resolved:
-        """Raises UnknownChannel (404) or InvalidChannel (400)."""
+        """Raises UnknownChannel (404) or InvalidChannel (400). Names that resolved are
+        kept (at most CACHE, then the cache starts afresh): a publish or subscription to
+        an instance in use matches no pattern again."""
+        found = self._resolved.get(name)
+        if found is not None:
+            return found
         spec = self.static.get(name)
         if spec is not None:
-            return Resolved(name, name, spec, {})
+            found = Resolved(name, name, spec, {})
+            self._resolved[name] = found  # as many as the config has
+            return found
+        found = self._match(name)
+        if len(self._resolved) >= self.CACHE + len(self.static):
+            self._resolved.clear()
+        self._resolved[name] = found
+        return found
+
+    def _match(self, name: str) -> Resolved:
         if len(name) > MAX_NAME_LENGTH:
             raise InvalidChannel(
                 name[:64], "", f"channel names are at most {MAX_NAME_LENGTH} characters"
@@ -202,11 +212,6 @@ class Catalog:
                     except InvalidChannel:
                         continue
                     yield f"the channel {name!r} is also an instance of {template.key!r}"
-
-
-def template_of(catalog: Catalog, name: str) -> str:
-    """The key that stats and metrics name ``name`` by: its template, or itself."""
-    return catalog.key_of(name)
 
 
 class _Instance:

@@ -96,10 +96,6 @@ class Hooks:
         self.on_subscribe: list[Hook] = []
         self.on_unsubscribe: list[Hook] = []
 
-    @property
-    def authorizes(self) -> bool:
-        return bool(self.authorize)
-
     async def check_authorized(
         self,
         request: Any,

@@ -383,3 +383,17 @@ async def test_the_python_client_takes_instance_names_and_their_refusals(serve: 
     # A channel URL of an instance, as the CLI's tail takes it.
     async with RealtimeClient(server.ws_url("/ws/orders.7?status=shipped")) as client:
         assert client.channels == ["orders.7"]
+
+
+def test_the_cache_of_resolved_names_is_bounded() -> None:
+    """A client naming ever new instances cannot grow the catalog's cache past CACHE
+    (plus the static channels); refused names are not kept."""
+    catalog = parse_config({"channels": CHANNELS}).catalog
+    first = catalog.resolve("orders.1")
+    assert catalog.resolve("orders.1") is first  # kept: no pattern is matched again
+    for i in range(Catalog.CACHE * 2 + 5):
+        catalog.resolve(f"orders.{i}")
+        with pytest.raises(InvalidChannel):
+            catalog.resolve(f"orders.x{i}")
+    assert len(catalog._resolved) <= Catalog.CACHE + len(catalog.static)
+    assert not any(name.startswith("orders.x") for name in catalog._resolved)

@@ -140,10 +140,10 @@ def _check_template(name: str, channel: ChannelConfig, path: str) -> None:
                 "{param} segments",
                 path,
             )
-    from ..channels import DEFAULT_PATTERN, Template
+    from ..channels import Template
 
     try:
-        Template.parse(name, {p: s.pattern for p, s in channel.params.items()}, DEFAULT_PATTERN)
+        Template.parse(name, {p: s.pattern for p, s in channel.params.items()})
     except ValueError as e:
         where = f"{path}.params" if "pattern" in str(e) or "params" in str(e) else path
         raise ConfigError(str(e), where) from None

@@ -229,12 +229,16 @@ class MetricsConfig(_Strict):
     token: str | None = None
 
 
+#: What a template parameter must match unless its ``params`` entry says otherwise.
+DEFAULT_PARAM_PATTERN = r"[A-Za-z0-9_-]{1,64}"
+
+
 class ParamSpec(_Strict):
     """One parameter of a channel template (``orders.{order_id}``)."""
 
     #: What a value must be, as a Python regular expression matched against the whole
     #: value (anchored). The default: 1 to 64 letters, digits, ``_`` or ``-``.
-    pattern: str = r"[A-Za-z0-9_-]{1,64}"
+    pattern: str = DEFAULT_PARAM_PATTERN
 
 
 class ChannelConfig(_Strict):
