@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .config import ChannelConfig, FilterSpec, HistoryConfig, RealtimeConfig
-    from .exceptions import ConfigError, Forbidden, RealtimeError
+    from .exceptions import BadMessage, ConfigError, Forbidden, RealtimeError
     from .extension import Realtime
     from .hooks import ConnectionView
     from .hub import PublishResult
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "BadMessage",
     "ChannelConfig",
     "ConfigError",
     "ConnectionView",
@@ -39,6 +40,7 @@ _LAZY = {
     "FilterSpec": ".config",
     "HistoryConfig": ".config",
     "RealtimeConfig": ".config",
+    "BadMessage": ".exceptions",
     "ConfigError": ".exceptions",
     "Forbidden": ".exceptions",
     "ConnectionView": ".hooks",

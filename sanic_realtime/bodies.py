@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from .protocol.server import PresenceUser
+
 __all__ = [
     "BackplaneHealth",
     "BroadcastReply",
@@ -19,6 +21,7 @@ __all__ = [
     "ErrorBody",
     "ErrorDetail",
     "HealthReply",
+    "PresenceBody",
     "StatsReply",
     "TicketReply",
 ]
@@ -109,6 +112,13 @@ class StatsReply(msgspec.Struct):
             "used on two counts twice)."
         ),
     ]
+    present_users: Annotated[
+        dict[str, int],
+        msgspec.Meta(
+            description="Presence channel or template -> users present through a connection "
+            "of a worker (summed over the workers: a user present through two counts twice)."
+        ),
+    ]
     messages_sent: int
     messages_dropped: int
     slow_disconnects: int
@@ -168,3 +178,20 @@ class HealthReply(msgspec.Struct):
     ]
     clients: Annotated[int, msgspec.Meta(description="Open connections in this process.")]
     backplane: BackplaneHealth
+
+
+class PresenceBody(msgspec.Struct, kw_only=True):
+    """``GET {admin.presence_path}/{channel}``: who is on a presence channel, on every
+    worker (the in-band ``presence`` reply's data, with the channel)."""
+
+    channel: str
+    users: Annotated[
+        list[PresenceUser] | None,
+        msgspec.Meta(description="The users, sorted by id (null with presence.list: false)."),
+    ]
+    count: Annotated[int, msgspec.Meta(description="Distinct users present.")]
+    anonymous: Annotated[int, msgspec.Meta(description="Connections without a user.")]
+    truncated: (
+        Annotated[bool, msgspec.Meta(description="Set when users holds only the first 1000.")]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET

@@ -12,9 +12,10 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from .protocol.server import EventEnvelope
+from .protocol.server import EventEnvelope, Sender
 
 __all__ = [
+    "NO_ID",
     "Event",
     "EventId",
     "encode_event",
@@ -51,31 +52,66 @@ def utc_timestamp(now: float) -> str:
 _encoder = msgspec.json.Encoder()
 
 
-def encode_event(channel: str, type: str, id: str, timestamp: str, data: Any) -> bytes:
-    """The envelope of a published event, as JSON bytes. Raises ``TypeError`` if ``data``
-    holds something msgspec cannot encode."""
+#: The id of a client message not kept in history (``"id": null`` on the wire): it uses
+#: up no offset, and no resume or replay ever names it.
+NO_ID = EventId("", 0)
+
+
+def encode_event(
+    channel: str,
+    type: str,
+    id: str | None,
+    timestamp: str,
+    data: Any,
+    sender: Sender | None = None,
+) -> bytes:
+    """The envelope of a published event, as JSON bytes (``id`` None: a client message
+    not kept in history; ``sender``: a client message's ``from``). Raises ``TypeError``
+    if ``data`` holds something msgspec cannot encode."""
     return _encoder.encode(
-        EventEnvelope(type=type, channel=channel, id=id, timestamp=timestamp, data=data)
+        EventEnvelope(
+            type=type,
+            channel=channel,
+            id=id,
+            timestamp=timestamp,
+            data=data,
+            from_=msgspec.UNSET if sender is None else sender,
+        )
     )
 
 
-def encode_event_parts(channel: str, type: str, timestamp: str, data: Any) -> tuple[bytes, bytes]:
+def encode_event_parts(
+    channel: str, type: str, timestamp: str, data: Any, sender: Sender | None = None
+) -> tuple[bytes, bytes]:
     """The envelope of an event whose id is not known yet, as the bytes before and after
     the id: ``head + b"epoch:offset" + tail == encode_event(...)``. The Redis backplane's
     script puts the id it assigns in between. Raises ``TypeError`` like :func:`encode_event`."""
     enc = _encoder.encode
     head = b'{"type":' + enc(type) + b',"channel":' + enc(channel) + b',"id":"'
-    tail = b'","timestamp":' + enc(timestamp) + b',"data":' + enc(data) + b"}"
-    return head, tail
+    tail = b'","timestamp":' + enc(timestamp) + b',"data":' + enc(data)
+    if sender is not None:
+        tail += b',"from":' + enc(sender)
+    return head, tail + b"}"
 
 
 class Event:
     """One published event: what filters read, and the encoded envelope sent to clients.
 
-    ``user_id`` / ``role`` narrow delivery to one user's or one role's connections.
+    ``user_id`` / ``role`` narrow delivery to one user's or one role's connections;
+    ``exclude``, a connection id, is left out (a client message's sender, unless echo).
     """
 
-    __slots__ = ("channel", "data", "id", "payload", "role", "time", "type", "user_id")
+    __slots__ = (
+        "channel",
+        "data",
+        "exclude",
+        "id",
+        "payload",
+        "role",
+        "time",
+        "type",
+        "user_id",
+    )
 
     def __init__(
         self,
@@ -88,6 +124,8 @@ class Event:
         user_id: str | None = None,
         role: str | None = None,
         payload: bytes | None = None,
+        exclude: str | None = None,
+        sender: Sender | None = None,
     ) -> None:
         self.channel = channel
         self.type = type
@@ -96,11 +134,19 @@ class Event:
         self.data = data
         self.user_id = user_id
         self.role = role
+        self.exclude = exclude
         self.payload = (
             payload
             if payload is not None
-            else encode_event(channel, type, str(id), utc_timestamp(time), data)
+            else encode_event(
+                channel, type, str(id) if id.epoch else None, utc_timestamp(time), data, sender
+            )
         )
+
+    @property
+    def targeted(self) -> bool:
+        """Not for every subscriber: a target user or role, or a connection left out."""
+        return self.user_id is not None or self.role is not None or self.exclude is not None
 
     @property
     def offset(self) -> int:

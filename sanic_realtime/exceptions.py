@@ -148,9 +148,13 @@ class BadSince(ClientError):
 
 
 class BadMessage(ClientError):
-    """A client frame that is not a valid message (``code`` says how)."""
+    """A client frame that is not a valid message (``code`` says how). A message
+    handler raises it to refuse a client message: ``BadMessage("...", code="too_long")``
+    is the sender's ``error`` with that code."""
 
     code = "invalid_message"
+    #: The ``ref`` of the message refused, when it had one.
+    ref: str | None = None
 
 
 class OriginNotAllowed(ClientError):

@@ -12,6 +12,7 @@ from .config import RealtimeConfig, load_yaml, revalidate
 from .exceptions import UnknownChannel
 from .guard import Guard
 from .hub import Hub, PublishResult
+from .protocol import PresenceData
 from .routes.parts import InitialStateHook
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ __all__ = ["Realtime"]
 H = TypeVar("H", bound=InitialStateHook)
 A = TypeVar("A", bound=Callable[..., Any])
 C = TypeVar("C", bound=Callable[..., Any])
+M = TypeVar("M", bound=Callable[..., Any])
 
 
 class Realtime:
@@ -119,6 +121,30 @@ class Realtime:
         return await self.hub.backplane.disconnect(
             user_id=None if user_id is None else str(user_id), role=role, reason=reason
         )
+
+    async def presence(self, channel: str) -> PresenceData:
+        """Who is subscribed to the presence channel ``channel`` on every worker:
+        ``users`` (each with ``role``, ``connections`` and ``since``; None with
+        ``presence.list: false``), ``count`` (distinct users) and ``anonymous``
+        (connections without a user). Raises ``UnknownChannel`` / ``InvalidChannel``, or
+        ``ClientError`` with code ``no_presence`` for a channel without presence."""
+        return await self.hub.presence(channel)
+
+    def on_message(self, channel: str, event: str) -> Callable[[M], M]:
+        """Register ``async def handler(conn, channel, params, data)`` for the client
+        messages of type ``event`` on ``channel`` (a name or a template, with
+        ``client_messages`` naming ``event``). An annotated ``data`` (a msgspec Struct)
+        decodes and validates the body (``invalid_message`` naming the field). Return
+        the payload to send (``data`` itself, or a replacement), or None to drop the
+        message; raise ``Forbidden`` / ``BadMessage(code=...)`` to refuse it."""
+        self._check_key(channel)
+
+        def register(handler: M) -> M:
+            spec = self.config.channels[channel].client_messages
+            self.hooks.messages.add(channel, event, handler, spec)
+            return handler
+
+        return register
 
     def stats(self) -> dict[str, Any]:
         """This process's figures (with one worker, those of the admin stats route)."""

@@ -23,6 +23,7 @@ from typing import Any
 
 from .exceptions import AuthorizeFailed, Forbidden
 from .log import logger
+from .messages import MessageHandlers
 
 __all__ = [
     "ConnectionView",
@@ -95,6 +96,8 @@ class Hooks:
         self.on_disconnect: list[Hook] = []
         self.on_subscribe: list[Hook] = []
         self.on_unsubscribe: list[Hook] = []
+        #: (config key, event type) -> the handler of that client message
+        self.messages = MessageHandlers()
 
     async def check_authorized(
         self,

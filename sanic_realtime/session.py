@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import cast
+from functools import partial
+from typing import Any, cast
+
+import msgspec
 
 from .auth import Identity, TokenVerifier
 from .channels import Resolved
+from .config import ClientMessagesConfig
 from .events import utc_timestamp
-from .exceptions import BadMessage, ClientError
-from .hub import Connection, Hub, InitialHook, Reply
+from .exceptions import BadMessage, ClientError, Forbidden
+from .hub import Connection, Hub, InitialHook, Reply, subscribed
 from .limits import TokenBucket
+from .messages import HandlerQueue, RateBuckets, data_size, run_handler
 from .protocol import (
     CloseCode,
     ControlMessage,
@@ -25,9 +30,15 @@ from .protocol import (
     Ping,
     Pong,
     PongData,
+    Presence,
+    PresenceReply,
+    Publish,
+    Published,
+    PublishedData,
     Refresh,
     Refreshed,
     RefreshedData,
+    Sender,
     Subscribe,
     Unsubscribe,
     Unsubscribed,
@@ -71,6 +82,10 @@ class Session:
         self._monotonic = monotonic
         limit = hub.config.client_rate_limit
         self._bucket = TokenBucket(limit.messages, limit.per, monotonic())
+        #: client_messages.rate, per channel
+        self._rates = RateBuckets()
+        #: the calls of message handlers, made at the first one
+        self._handler_queue: HandlerQueue | None = None
         #: Set when a frame was over ``client_rate_limit``: closed with 4429 once the
         #: frames admitted before it are answered.
         self.limited = False
@@ -93,11 +108,14 @@ class Session:
         hub, conn = self.hub, self.conn
         await hub.subscribe(conn, initial, reply=welcome, hooks=self.hooks)
         del welcome  # sent; not kept for the connection's lifetime
-        while not conn.closing:
-            frame = await self.receive()
-            if frame is None:
-                break
-            await self.handle(frame)
+        try:
+            while not conn.closing:
+                frame = await self.receive()
+                if frame is None:
+                    break
+                await self.handle(frame)
+        finally:
+            await self.close()
         if self.limited and not conn.closing:
             limit = hub.config.client_rate_limit
             await hub.close(
@@ -106,16 +124,19 @@ class Session:
                 f"too many messages: limit {limit.messages} per {limit.per:g}s",
             )
 
-    def error(self, code: str, message: str) -> None:
+    def error(self, code: str, message: str, ref: str | None = None) -> None:
         data = ErrorData(code=cast("InBandErrorCode", code), message=message)
-        self.hub.send(self.conn, InBandError(timestamp=self.hub.timestamp(), data=data))
+        reply = InBandError(timestamp=self.hub.timestamp(), data=data, ref=_ref(ref))
+        self.hub.send(self.conn, reply)
 
     async def handle(self, frame: str | bytes) -> None:
         if not isinstance(frame, str):
             self.error("binary_not_supported", "binary frames are not supported: send JSON text")
             return
+        ref: str | None = None
         try:
             message = decode_client_message(frame)
+            ref = message.ref
             match message:
                 case Subscribe():
                     await self._subscribe(message)
@@ -124,11 +145,123 @@ class Session:
                 case Ping():
                     now = utc_timestamp(time.time())
                     pong = PongData(client_id=self.conn.id, timestamp=now)
-                    self.hub.send(self.conn, Pong(timestamp=self.hub.timestamp(), data=pong))
+                    reply = Pong(timestamp=self.hub.timestamp(), data=pong, ref=_ref(ref))
+                    self.hub.send(self.conn, reply)
                 case Refresh():
-                    await self._refresh(message.token)
+                    await self._refresh(message.token, ref)
+                case Presence():
+                    await self._presence(message)
+                case Publish():
+                    await self._publish(message)
         except ClientError as e:
-            self.error(e.code, e.message)
+            self.error(e.code, e.message, ref if ref is not None else getattr(e, "ref", None))
+
+    async def close(self) -> None:
+        """The connection is over: handler calls still waiting are dropped."""
+        if self._handler_queue is not None:
+            await self._handler_queue.close()
+
+    # ------------------------------------------------------------------ presence
+
+    async def _presence(self, message: Presence) -> None:
+        hub, conn = self.hub, self.conn
+        target = hub.catalog.resolve(message.channel)  # UnknownChannel, InvalidChannel
+        if target.name not in conn.channels and not self._is_admin():
+            raise Forbidden(f"subscribe to {target.name!r} to see who is on it", code="forbidden")
+        data = await hub.presence(target.name)
+        reply = PresenceReply(
+            channel=target.name, timestamp=hub.timestamp(), data=data, ref=_ref(message.ref)
+        )
+        hub.send(conn, reply)
+
+    def _is_admin(self) -> bool:
+        return self.verifier is not None and self.hub.config.admin.role in self.conn.roles
+
+    # ------------------------------------------------------------------ client messages
+
+    async def _publish(self, message: Publish) -> None:
+        hub, conn = self.hub, self.conn
+        target = hub.catalog.resolve(message.channel)  # UnknownChannel, InvalidChannel
+        channel = target.name
+        spec = target.spec.client_messages
+        if spec is None:
+            raise Forbidden(f"channel {channel!r} takes no client messages", code="forbidden")
+        if channel not in conn.channels:
+            raise Forbidden(f"subscribe to {channel!r} before publishing to it", code="forbidden")
+        if message.event not in spec.types:
+            raise BadMessage(
+                f"channel {channel!r} takes no {message.event!r} messages "
+                f"(it takes: {', '.join(spec.types)})",
+                code="unknown_type",
+            )
+        roles = spec.roles if spec.roles is not None else None
+        if self.verifier is not None and roles is not None and not conn.roles & set(roles):
+            raise Forbidden(
+                f"sending {message.event!r} to {channel!r} needs one of the roles "
+                f"{', '.join(roles)}",
+                code="forbidden",
+            )
+        size = data_size(message.data)
+        if size > spec.max_size:
+            raise BadMessage(
+                f"the message's data is {size} bytes; channel {channel!r} takes at most "
+                f"{spec.max_size}",
+                code="message_too_large",
+            )
+        if len(self._rates) > len(conn.channels) + 16:
+            self._rates.prune(conn.channels)
+        if not self._rates.allow(channel, spec, self._monotonic()):
+            raise BadMessage(
+                f"too many messages to {channel!r}: at most {spec.rate.messages} per "
+                f"{spec.rate.per:g}s",
+                code="rate_limited",
+            )
+        handler = hub.hooks.messages.get(target.key, message.event)
+        if handler is None:
+            await self._send_message(target, spec, message, message.data)
+            return
+        data = handler.decode(message.data)  # invalid_message, before it waits
+        if self._handler_queue is None:
+            self._handler_queue = HandlerQueue()
+        args = (hub.view(conn), channel, dict(target.params), data)
+
+        async def job() -> None:
+            try:
+                result = await run_handler(handler, args, spec.handler_timeout)
+                if conn.closing:
+                    return
+                if result is None:
+                    self._published(message.ref, None, dropped=True)
+                    return
+                await self._send_message(target, spec, message, result)
+            except ClientError as e:
+                if not conn.closing:
+                    self.error(e.code, e.message, message.ref)
+
+        self._handler_queue.submit(job)  # busy when too many wait
+
+    async def _send_message(
+        self, target: Resolved, spec: ClientMessagesConfig, message: Publish, data: Any
+    ) -> None:
+        hub, conn = self.hub, self.conn
+        sender = Sender(user_id=conn.user_id, client_id=conn.id)
+        exclude = None if spec.echo else conn.id
+        if message.event in spec.history:
+            result = await hub.publish(
+                target.name, message.event, data, sender=sender, exclude=exclude
+            )
+            self._published(message.ref, result.id)
+        else:
+            await hub.transmit(target.name, message.event, data, sender=sender, exclude=exclude)
+            self._published(message.ref, None)
+
+    def _published(self, ref: str | None, id: str | None, *, dropped: bool = False) -> None:
+        data = PublishedData(id=id, dropped=True if dropped else msgspec.UNSET)
+        self.hub.send(
+            self.conn, Published(timestamp=self.hub.timestamp(), data=data, ref=_ref(ref))
+        )
+
+    # ------------------------------------------------------------------ subscriptions
 
     async def _subscribe(self, message: Subscribe) -> None:
         if not message.channels:
@@ -152,6 +285,7 @@ class Session:
         await self.hub.subscribe(
             self.conn,
             requests,
+            reply=partial(subscribed, ref=_ref(message.ref)),
             hooks=self.hooks,
             positions=message.positions,
         )
@@ -160,7 +294,7 @@ class Session:
         """The roles that bound which channels this client may see; None: auth is off."""
         return self.conn.roles if self.verifier is not None else None
 
-    async def _refresh(self, token: str) -> None:
+    async def _refresh(self, token: str, ref: str | None = None) -> None:
         """A newer token for the same user: the connection lives on to its ``exp``.
         A bad token is an in-band error (the old one still counts until it expires); a
         token of another user closes the connection with 1008."""
@@ -187,7 +321,7 @@ class Session:
             roles=list(identity.roles),
             expires_at=None if expires_at is None else utc_timestamp(expires_at),
         )
-        hub.send(conn, Refreshed(timestamp=hub.timestamp(), data=refreshed))
+        hub.send(conn, Refreshed(timestamp=hub.timestamp(), data=refreshed, ref=_ref(ref)))
         # The new roles, and the app's authorize hooks, bound what this connection
         # receives from now on.
         lost = [c for c in conn.channels if not may_subscribe(hub.config, c, conn.roles)]
@@ -210,4 +344,9 @@ class Session:
             names = list(self.conn.channels)
         removed = self.hub.unsubscribe(self.conn, names)
         data = UnsubscribedData(channels=removed)
-        self.hub.send(self.conn, Unsubscribed(timestamp=self.hub.timestamp(), data=data))
+        reply = Unsubscribed(timestamp=self.hub.timestamp(), data=data, ref=_ref(message.ref))
+        self.hub.send(self.conn, reply)
+
+
+def _ref(ref: str | None) -> str | msgspec.UnsetType:
+    return msgspec.UNSET if ref is None else ref

@@ -177,6 +177,7 @@ async def test_admin_stats(serve: Any) -> None:
             "by_channel",
             "by_role",
             "channel_instances",
+            "present_users",
             "messages_sent",
             "messages_dropped",
             "slow_disconnects",

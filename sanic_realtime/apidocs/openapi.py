@@ -14,6 +14,7 @@ from ..bodies import (
     BroadcastRequest,
     ErrorBody,
     HealthReply,
+    PresenceBody,
     StatsReply,
     TicketReply,
 )
@@ -24,7 +25,15 @@ from .schemas import components, to_openapi30
 __all__ = ["BODY_STRUCTS", "SECURITY_SCHEMES", "openapi_components", "operations"]
 
 #: The Structs whose schemas the operations refer to.
-BODY_STRUCTS = (ErrorBody, HealthReply, BroadcastRequest, BroadcastReply, StatsReply, TicketReply)
+BODY_STRUCTS = (
+    ErrorBody,
+    HealthReply,
+    BroadcastRequest,
+    BroadcastReply,
+    StatsReply,
+    PresenceBody,
+    TicketReply,
+)
 _REF = "#/components/schemas/"
 #: Security schemes of the realtime routes (added only when a route needs a credential).
 SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
@@ -234,6 +243,28 @@ def operations(config: RealtimeConfig, route_names: set[str]) -> dict[str, dict[
         "description": "The figures of every server process, summed.",
         "responses": {"200": _json(StatsReply, "The figures."), **admin_errors},
     }
+    out["admin_presence"] = {
+        "summary": "Who is on a presence channel",
+        "description": "The users subscribed to a channel with presence, on every worker "
+        "(at most 1000 listed; counts only with presence.list: false).",
+        "parameters": [
+            {
+                "name": "channel",
+                "in": "path",
+                "required": True,
+                "description": "A channel or template instance with presence.",
+                "schema": {"type": "string"},
+            }
+        ],
+        "responses": {
+            "200": _json(PresenceBody, "The users present."),
+            "400": _error(
+                "Not a presence channel (no_presence), or an invalid name (invalid_channel)."
+            ),
+            "404": _error("No such channel (unknown_channel)."),
+            **admin_errors,
+        },
+    }
     for name, what, media in (
         ("asset_client_js", "The browser client, an ES module", "text/javascript"),
         ("asset_client_d_ts", "The browser client's TypeScript declarations", "text/plain"),
@@ -281,6 +312,7 @@ def operations(config: RealtimeConfig, route_names: set[str]) -> dict[str, dict[
     if admin_secured:
         out["admin_broadcast"]["security"] = [{"realtimeBearer": []}]
         out["admin_stats"]["security"] = [{"realtimeBearer": []}]
+        out["admin_presence"]["security"] = [{"realtimeBearer": []}]
     if metrics_token:
         out["metrics"]["security"] = [{"realtimeBearer": []}]
     if not jwt:

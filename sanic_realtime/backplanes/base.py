@@ -9,10 +9,22 @@ its own and other processes', to this process's hub (:class:`Local`), in id orde
 from __future__ import annotations
 
 import abc
+import asyncio
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from ..events import Event, EventId
+from ..config import PresenceConfig
+from ..events import Event, EventId, utc_timestamp
+from ..presence import PresenceTable
+from ..protocol.server import (
+    PresenceChangeData,
+    PresenceData,
+    PresenceJoin,
+    PresenceLeave,
+    Sender,
+    encode,
+)
 
 __all__ = ["Backplane", "Local"]
 
@@ -37,6 +49,11 @@ class Local(Protocol):
         """This process's figures (the admin stats route's shape)."""
         ...
 
+    def announce(self, channel: str, payload: bytes) -> int:
+        """Send ``payload`` (a control message of the channel: presence_join or
+        presence_leave) to every local subscriber of ``channel``; return how many."""
+        ...
+
 
 class Backplane(abc.ABC):
     #: Shown by the health route.
@@ -44,6 +61,10 @@ class Backplane(abc.ABC):
 
     def __init__(self) -> None:
         self._local: Local | None = None
+        #: In one process, the whole presence (the Redis backplane keeps it in Redis).
+        self._presence = PresenceTable()
+        self._presence_timer: asyncio.TimerHandle | None = None
+        self._presence_at = 0.0
 
     def attach(self, local: Local) -> None:
         """Called once by the hub before :meth:`start`."""
@@ -85,11 +106,28 @@ class Backplane(abc.ABC):
 
     @abc.abstractmethod
     async def publish(
-        self, channel: str, type: str, data: Any, *, user_id: str | None, role: str | None
+        self,
+        channel: str,
+        type: str,
+        data: Any,
+        *,
+        user_id: str | None,
+        role: str | None,
+        sender: Sender | None = None,
+        exclude: str | None = None,
     ) -> tuple[Event, int]:
         """Give the event its id, record it, deliver it everywhere. Returns the event and
         the number of this process's recipients. Raises ``ServerUnavailable`` when the
-        event could not be published (then no subscriber anywhere gets it)."""
+        event could not be published (then no subscriber anywhere gets it). ``sender``
+        (a client message's ``from``) is in the envelope; ``exclude`` names a connection
+        that does not get it."""
+
+    @abc.abstractmethod
+    async def transmit(
+        self, channel: str, type: str, data: Any, *, sender: Sender, exclude: str | None
+    ) -> int:
+        """Deliver a client message not kept in history everywhere: no id (``"id":
+        null``), no history. Returns this process's recipients."""
 
     @abc.abstractmethod
     async def since(self, channel: str, since: EventId) -> list[Event] | None:
@@ -121,6 +159,85 @@ class Backplane(abc.ABC):
     async def take_ticket(self, ticket: str) -> bytes | None:
         """Remove and return the value of an unexpired ``ticket``; None if there is none.
         Atomic: of two concurrent takers, one gets None (single use)."""
+
+    # ------------------------------------------------------------ presence
+
+    def presence_add(
+        self, channel: str, user_id: str | None, role: str | None, settings: PresenceConfig
+    ) -> None:
+        """A connection of ``user_id`` (None: anonymous) subscribed to ``channel``: a
+        join is announced if it is the user's first anywhere. Never blocks."""
+        now = time.time()
+        if self._presence.add(channel, user_id, role, now) and settings.events:
+            assert user_id is not None
+            self.announce_change(PresenceJoin, channel, user_id, role, now)
+
+    def presence_remove(self, channel: str, user_id: str | None, settings: PresenceConfig) -> None:
+        """That connection left ``channel``: when it was the user's last anywhere, their
+        leave is announced after ``settings.leave_delay`` unless they come back."""
+        now = time.time()
+        at = self._presence.remove(channel, user_id, now, settings.leave_delay)
+        if at is not None:
+            self._schedule_leaves(at)
+
+    async def presence(self, channel: str, listed: bool) -> PresenceData:
+        """Who is on ``channel``, on every worker (at most ``LIST_MAX`` users listed)."""
+        return self._presence.snapshot(channel, listed)
+
+    def presence_counts(self) -> dict[str, int]:
+        """Users present per channel, as this process knows them."""
+        return dict(self._presence.counts())
+
+    def announce_change(
+        self,
+        kind: type[PresenceJoin] | type[PresenceLeave],
+        channel: str,
+        user_id: str,
+        role: str | None,
+        now: float,
+    ) -> None:
+        message = kind(
+            channel=channel,
+            timestamp=utc_timestamp(now),
+            data=PresenceChangeData(user_id=user_id, role=role),
+        )
+        self.local.announce(channel, encode(message))
+
+    def _schedule_leaves(self, at: float) -> None:
+        """Look for due leaves at ``at`` (wall clock), unless a look is due before."""
+        if self._presence_timer is not None:
+            if self._presence_at <= at:
+                return
+            self._presence_timer.cancel()
+        self._presence_at = at
+        delay = max(0.0, at - time.time())
+        self._presence_timer = asyncio.get_running_loop().call_later(delay, self._leaves_due)
+
+    def _leaves_due(self) -> None:
+        self._presence_timer = None
+        now = time.time()
+        catalog = self._catalog
+        for channel, user_id, role in self._presence.due(now):
+            settings = catalog(channel) if catalog is not None else None
+            if settings is None or settings.events:
+                self.announce_change(PresenceLeave, channel, user_id, role, now)
+        upcoming = self._presence.next_due()
+        if upcoming is not None:
+            self._schedule_leaves(upcoming)
+
+    #: channel -> its presence settings (set by the hub), for leaves announced later
+    _catalog: Callable[[str], PresenceConfig | None] | None = None
+
+    def reset_presence(self) -> None:
+        """Forget every member and pending leave (at stop)."""
+        if self._presence_timer is not None:
+            self._presence_timer.cancel()
+            self._presence_timer = None
+        self._presence = PresenceTable()
+
+    def presence_settings(self, lookup: Callable[[str], PresenceConfig | None]) -> None:
+        """How to find a channel's presence settings (the hub's catalog)."""
+        self._catalog = lookup
 
     # ------------------------------------------------------------ cluster-wide
 

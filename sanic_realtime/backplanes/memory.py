@@ -14,8 +14,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..config import HistoryConfig
-from ..events import Event, EventId
+from ..events import NO_ID, Event, EventId
 from ..history import ChannelHistory
+from ..protocol.server import Sender
 from .base import Backplane
 
 __all__ = ["MemoryBackplane", "new_epoch"]
@@ -62,6 +63,7 @@ class MemoryBackplane(Backplane):
             for channel, cfg in self._configs.items()
         }
         self._tickets.clear()
+        self.reset_presence()
 
     def history(self, channel: str) -> ChannelHistory:
         """The channel's history; a template instance's is made at its first use, with an
@@ -79,15 +81,37 @@ class MemoryBackplane(Backplane):
             self._histories.pop(channel, None)
 
     async def publish(
-        self, channel: str, type: str, data: Any, *, user_id: str | None, role: str | None
+        self,
+        channel: str,
+        type: str,
+        data: Any,
+        *,
+        user_id: str | None,
+        role: str | None,
+        sender: Sender | None = None,
+        exclude: str | None = None,
     ) -> tuple[Event, int]:
         history = self.history(channel)
         # Encoding happens in Event(); if data cannot be encoded, no id is used up.
         event = Event(
-            channel, type, history.next_id(), self._clock(), data, user_id=user_id, role=role
+            channel,
+            type,
+            history.next_id(),
+            self._clock(),
+            data,
+            user_id=user_id,
+            role=role,
+            exclude=exclude,
+            sender=sender,
         )
         history.append(event)
         return event, self.deliver(event)
+
+    async def transmit(
+        self, channel: str, type: str, data: Any, *, sender: Sender, exclude: str | None
+    ) -> int:
+        event = Event(channel, type, NO_ID, self._clock(), data, exclude=exclude, sender=sender)
+        return self.deliver(event)
 
     async def since(self, channel: str, since: EventId) -> list[Event] | None:
         return self.history(channel).since(since, self._clock())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..exceptions import ConfigError
 from ..origins import origin_problem
+from ..protocol.server import CONTROL_TYPES
 from .schema import (
     _FILTER_NAME_RE,
     _NAME_RE,
@@ -13,6 +14,7 @@ from .schema import (
     RESERVED_FILTER_NAMES,
     AuthConfig,
     ChannelConfig,
+    ClientMessagesConfig,
     FilterSpec,
     HistoryConfig,
     RealtimeConfig,
@@ -40,8 +42,14 @@ def check_config(config: RealtimeConfig, path: str = "realtime") -> None:
         )
     _check_path(config.admin.broadcast_path, f"{path}.admin.broadcast_path")
     _check_path(config.admin.stats_path, f"{path}.admin.stats_path")
+    _check_path(config.admin.presence_path, f"{path}.admin.presence_path")
     if config.admin.broadcast_path == config.admin.stats_path:
         raise ConfigError("must differ from admin.stats_path", f"{path}.admin.broadcast_path")
+    if config.admin.presence_path in (config.admin.broadcast_path, config.admin.stats_path):
+        raise ConfigError(
+            "must differ from admin.broadcast_path and admin.stats_path",
+            f"{path}.admin.presence_path",
+        )
     _check_path(config.metrics.path, f"{path}.metrics.path")
 
     for key in ("heartbeat_interval", "client_timeout", "shutdown_timeout"):
@@ -83,6 +91,7 @@ def check_config(config: RealtimeConfig, path: str = "realtime") -> None:
     routes = {
         config.admin.broadcast_path: "admin.broadcast_path",
         config.admin.stats_path: "admin.stats_path",
+        config.admin.presence_path: "admin.presence_path",
     }
     if config.metrics.enabled:
         if config.metrics.path in routes:
@@ -121,6 +130,8 @@ def check_config(config: RealtimeConfig, path: str = "realtime") -> None:
             _check_filter(fname, spec, f"{cpath}.filters.{fname}")
         if channel.throttle is not None:
             _check_throttle(channel.throttle, f"{cpath}.throttle")
+        if channel.client_messages is not None:
+            _check_client_messages(channel.client_messages, f"{cpath}.client_messages")
     from ..channels import Catalog
 
     problems = list(Catalog(config.channels).problems())
@@ -129,6 +140,25 @@ def check_config(config: RealtimeConfig, path: str = "realtime") -> None:
     for admin_path, key in routes.items():
         if admin_path == config.url_prefix or admin_path == f"{config.url_prefix}/health":
             raise ConfigError(f"{admin_path} clashes with a route of url_prefix", f"{path}.{key}")
+
+
+def _check_client_messages(spec: ClientMessagesConfig, path: str) -> None:
+    if not spec.types:
+        raise ConfigError("must name at least one event type", f"{path}.types")
+    for i, name in enumerate(spec.types):
+        if not name or len(name) > 64 or name in CONTROL_TYPES:
+            raise ConfigError(
+                f"{name!r} cannot be a client message type: 1 to 64 characters, and not "
+                f"one of the protocol's own types ({', '.join(CONTROL_TYPES)})",
+                f"{path}.types[{i}]",
+            )
+    for i, name in enumerate(spec.history):
+        if name not in spec.types:
+            raise ConfigError(f"{name!r} is not one of types", f"{path}.history[{i}]")
+    if spec.rate.per <= 0:
+        raise ConfigError("must be greater than 0", f"{path}.rate.per")
+    if spec.handler_timeout <= 0:
+        raise ConfigError("must be greater than 0", f"{path}.handler_timeout")
 
 
 def _check_template(name: str, channel: ChannelConfig, path: str) -> None:

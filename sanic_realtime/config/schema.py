@@ -142,6 +142,8 @@ class AdminConfig(_Strict):
     broadcast_path: str = "/admin/ws/broadcast"
     #: ``GET``: connections by channel and role, messages sent and dropped, uptime.
     stats_path: str = "/admin/ws/stats"
+    #: ``GET {presence_path}/{channel}``: who is subscribed to a presence channel.
+    presence_path: str = "/admin/ws/presence"
     #: With ``auth.mode: jwt``, a token holding this role may use the admin routes.
     role: str = "admin"
     #: A static bearer token for the admin routes; read it from the environment (``${...}``).
@@ -241,6 +243,51 @@ class ParamSpec(_Strict):
     pattern: str = DEFAULT_PARAM_PATTERN
 
 
+class PresenceConfig(_Strict):
+    """Who is subscribed to a channel, per user, on every worker (``presence: true`` is
+    this with its defaults)."""
+
+    #: Send ``presence_join`` / ``presence_leave`` to the channel's subscribers when a
+    #: user's first connection joins and their last one leaves.
+    events: bool = True
+    #: How long after a user's last connection leaves ``presence_leave`` is sent; a
+    #: connection of the same user that joins within it (a page reload) cancels it.
+    leave_delay: Duration = Duration(2.0)
+    #: A presence query lists the users; false (huge channels): counts only.
+    list: bool = True
+
+
+class MessageRate(_Strict):
+    """At most ``messages`` client messages per ``per`` seconds, per connection and
+    channel; one more is refused with ``rate_limited`` (the connection stays open)."""
+
+    messages: PositiveInt = 10
+    per: Duration = Duration(1.0)
+
+
+class ClientMessagesConfig(_Strict):
+    """What subscribers may send to a channel (``{"type": "publish", ...}``); the
+    server stamps the sender and fans the message out like any event."""
+
+    #: The event types a client may send; any other is refused with ``unknown_type``.
+    types: list[str]
+    #: Who may send; null (the default): whoever may subscribe.
+    roles: list[str] | None = None
+    #: The bound per connection and channel.
+    rate: MessageRate = msgspec.field(default_factory=MessageRate)
+    #: Types kept in history (with ids, replayed on resume); the others are ephemeral:
+    #: delivered live with ``id: null``, never replayed.
+    history: list[str] = []
+    #: Whether the sender gets its own message back.
+    echo: bool = False
+    #: Bytes of a message's ``data`` (as JSON); a larger one is refused with
+    #: ``message_too_large``.
+    max_size: Annotated[int, msgspec.Meta(ge=2)] = 2048
+    #: How long a message handler may take; past it the message is refused with
+    #: ``handler_timeout``.
+    handler_timeout: Duration = Duration(5.0)
+
+
 class ChannelConfig(_Strict):
     """One channel: ``{url_prefix}/{name}``, its filters and who may subscribe. A name
     with parameters in braces (``orders.{order_id}``) is a template: each instance
@@ -259,6 +306,18 @@ class ChannelConfig(_Strict):
     #: A template's parameters (only for a name with ``{...}``); one not listed here gets
     #: the default pattern.
     params: dict[str, ParamSpec] = {}
+    #: Who is here: ``true`` (``{events: true, leave_delay: 2s, list: true}``) or a
+    #: mapping of :class:`PresenceConfig` keys. False: no presence.
+    presence: bool | PresenceConfig = False
+    #: What subscribers may send to the channel; null: nothing.
+    client_messages: ClientMessagesConfig | None = None
+
+    @property
+    def presence_config(self) -> PresenceConfig | None:
+        """The presence settings, ``presence: true`` spelled out; None without presence."""
+        if self.presence is True:
+            return PresenceConfig()
+        return self.presence or None
 
 
 class RealtimeConfig(_Strict, dict=True):

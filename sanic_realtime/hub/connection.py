@@ -109,6 +109,7 @@ class Connection:
         "last_ping",
         "last_seen",
         "opened",
+        "present",
         "queue",
         "remote_addr",
         "role",
@@ -139,6 +140,8 @@ class Connection:
         self.channels: dict[str, Filter | None] = {}
         #: The client's address, as the route read it (for hooks and logs).
         self.remote_addr = ""
+        #: The presence channels it is counted on (None: none yet).
+        self.present: set[str] | None = None
         # ---- outbox (outbox.py)
         #: (channel or None for control messages, framed bytes), oldest first. A list, not
         #: a deque: an empty list costs 56 bytes, an empty deque over 600, per connection.
@@ -198,7 +201,9 @@ class Connection:
 
     def accepts(self, event: Event) -> bool:
         """Targeting: no target = everyone; else the user, or a connection holding the
-        role (either suffices)."""
+        role (either suffices); never the connection ``exclude`` names."""
+        if event.exclude is not None and event.exclude == self.id:
+            return False
         if event.user_id is None and event.role is None:
             return True
         return (event.user_id is not None and event.user_id == self.user_id) or (

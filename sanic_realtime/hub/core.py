@@ -29,12 +29,13 @@ import msgspec
 from ..auth import Identity
 from ..backplanes.base import Backplane
 from ..channels import Instances, Resolved
-from ..config import RealtimeConfig
+from ..config import PresenceConfig, RealtimeConfig
 from ..events import Event, utc_timestamp
+from ..exceptions import ClientError
 from ..framing import text_frame
 from ..hooks import ConnectionView, HookRunner, Hooks
 from ..log import logger
-from ..protocol import CloseCode, ControlMessage
+from ..protocol import CloseCode, ControlMessage, PresenceData, Sender
 from ..rooms import Rooms
 from ..subscriptions import SubRequest
 from .connection import CLOSED, OPEN, Connection, Socket
@@ -145,6 +146,7 @@ class Hub:
         #: Publish times of events queued by fan-outs, observed when the flush writes them.
         self._latency_pending: list[float] = []
         backplane.attach(self)
+        backplane.presence_settings(self.presence_config)
 
     def admit_channels(self, channels: Sequence[str]) -> list[Resolved]:
         """Resolve ``channels`` and record the use of those that are template instances;
@@ -155,6 +157,13 @@ class Hub:
             if target.is_instance:
                 self.instances.use(target, now)
         return targets
+
+    def presence_config(self, channel: str) -> PresenceConfig | None:
+        """The presence settings of ``channel`` (None: no presence, or not a channel)."""
+        try:
+            return self.catalog.resolve(channel).spec.presence_config
+        except ClientError:
+            return None
 
     def key_of(self, channel: str) -> str:
         """The config key figures name ``channel`` by: itself, or its template."""
@@ -275,6 +284,10 @@ class Hub:
             self.lifecycle.call(hooks.on_disconnect, view, code, reason)
         self._subs.leave_all(conn)
         self._outbox.discard(conn)
+        if conn.present:
+            for channel in conn.present:
+                self._presence_remove(conn, channel)
+            conn.present = None
 
     def view(self, conn: Connection) -> ConnectionView:
         """What a lifecycle hook sees of ``conn`` (a snapshot)."""
@@ -330,6 +343,8 @@ class Hub:
         *,
         user_id: str | None = None,
         role: str | None = None,
+        sender: Sender | None = None,
+        exclude: str | None = None,
     ) -> PublishResult:
         resolved = self.catalog.resolve(channel)  # UnknownChannel, InvalidChannel
         if not isinstance(type, str) or not type:
@@ -342,7 +357,7 @@ class Hub:
         if resolved.is_instance:
             self.instances.use(resolved, self._monotonic())  # TooManyChannels
         event, recipients = await self.backplane.publish(
-            channel, type, data, user_id=user_id, role=role
+            channel, type, data, user_id=user_id, role=role, sender=sender, exclude=exclude
         )
         self.published[resolved.key] += 1
         return PublishResult(channel, str(event.id), recipients)
@@ -361,7 +376,7 @@ class Hub:
         outbox = self._outbox
         frame = text_frame(event.payload)
         etype, data = event.type, event.data
-        targeted = event.user_id is not None or event.role is not None
+        targeted = event.user_id is not None or event.role is not None or event.exclude is not None
         count = written = 0
         # A fan-out with no flush pending (events are not arriving back to back) writes
         # straight to each connection with nothing queued: one write per event, as
@@ -491,7 +506,18 @@ class Hub:
         subscription could have missed (and a few from just before it, at most).
         """
         await self._subs.subscribe(conn, requests, reply or subscribed, hooks or {}, positions)
-        if self.hooks.on_subscribe and conn.state is OPEN:
+        if conn.state is not OPEN:
+            return
+        for req in requests:
+            channel = req.channel
+            if channel in conn.channels and (conn.present is None or channel not in conn.present):
+                settings = self.presence_config(channel)
+                if settings is not None:
+                    if conn.present is None:
+                        conn.present = set()
+                    conn.present.add(channel)
+                    self.backplane.presence_add(channel, conn.user_id, conn.role, settings)
+        if self.hooks.on_subscribe:
             view = self.view(conn)
             for req in requests:
                 if req.channel in conn.channels:
@@ -505,13 +531,64 @@ class Hub:
         ``on_unsubscribe`` hooks get: ``client`` (asked), ``forbidden`` (no longer
         allowed)."""
         removed = self._subs.unsubscribe(conn, channels)
+        if conn.present:
+            for channel in removed:
+                if channel in conn.present:
+                    conn.present.discard(channel)
+                    self._presence_remove(conn, channel)
         if removed and self.hooks.on_unsubscribe:
             view = self.view(conn)
             for channel in removed:
                 self.lifecycle.call(self.hooks.on_unsubscribe, view, channel, reason)
         return removed
 
+    # ----------------------------------------------------------------- presence and messages
+
+    def _presence_remove(self, conn: Connection, channel: str) -> None:
+        settings = self.presence_config(channel)
+        if settings is not None:
+            self.backplane.presence_remove(channel, conn.user_id, settings)
+
+    async def presence(self, channel: str) -> PresenceData:
+        """Who is subscribed to the presence channel ``channel``, on every worker.
+        ``UnknownChannel`` / ``InvalidChannel``, or ``no_presence`` without presence."""
+        settings = self.catalog.resolve(channel).spec.presence_config
+        if settings is None:
+            raise ClientError(
+                f"channel {channel!r} has no presence (see channels.<name>.presence)",
+                code="no_presence",
+            )
+        return await self.backplane.presence(channel, settings.list)
+
+    def announce(self, channel: str, payload: bytes) -> int:
+        """Queue ``payload`` (presence_join / presence_leave) for every local subscriber
+        of ``channel``, whatever their filters; like an event, it counts toward
+        ``buffer_size``. Returns how many got it."""
+        room = self._rooms.get(channel)
+        if room is None:
+            return 0
+        frame = text_frame(payload)
+        enqueue = self._outbox.enqueue
+        return sum(1 for conn in list(room) if enqueue(conn, channel, frame))
+
+    async def transmit(
+        self, channel: str, type: str, data: Any, *, sender: Sender, exclude: str | None
+    ) -> int:
+        """Deliver a client message not kept in history (no id) on every worker."""
+        count = await self.backplane.transmit(channel, type, data, sender=sender, exclude=exclude)
+        self.published[self.key_of(channel)] += 1
+        return count
+
     # ----------------------------------------------------------------- figures
+
+    def _present_users(self) -> dict[str, int]:
+        """Users present per presence channel template (or static channel), with a
+        connection in this process."""
+        by_key: dict[str, int] = {}
+        for channel, n in self.backplane.presence_counts().items():
+            key = self.key_of(channel)
+            by_key[key] = by_key.get(key, 0) + n
+        return by_key
 
     def stats(self) -> dict[str, Any]:
         by_channel: dict[str, int] = {}
@@ -530,6 +607,7 @@ class Hub:
             "by_channel": by_channel,
             "by_role": dict(by_role),
             "channel_instances": self.instances.counts(),
+            "present_users": self._present_users(),
             "messages_sent": self.messages_sent,
             "messages_dropped": self.messages_dropped,
             "slow_disconnects": self.slow_disconnects,

@@ -61,12 +61,13 @@ class Reply(NamedTuple):
     positions: dict[str, str] | msgspec.UnsetType
 
 
-def subscribed(reply: Reply) -> Subscribed:
-    """The reply to a ``subscribe`` message (the default of :meth:`Hub.subscribe`)."""
+def subscribed(reply: Reply, ref: str | msgspec.UnsetType = msgspec.UNSET) -> Subscribed:
+    """The reply to a ``subscribe`` message (the default of :meth:`Hub.subscribe`),
+    with the message's ``ref``."""
     data = SubscribedData(
         channels=reply.channels, recovered=reply.recovered, positions=reply.positions
     )
-    return Subscribed(timestamp=reply.timestamp, data=data)
+    return Subscribed(timestamp=reply.timestamp, data=data, ref=ref)
 
 
 class _SetUp:

@@ -2,16 +2,17 @@
 Python client, described by the AsyncAPI document. Pure.
 
 Client messages are a tagged union on ``type`` (``subscribe``, ``unsubscribe``,
-``ping``, ``refresh``), decoded in two steps so that each kind of mistake gets its own
-error code: not JSON, or JSON nested more than :data:`MAX_JSON_DEPTH` levels deep
-(``invalid_json``), not an object (``invalid_message``), an unknown ``type``
-(``unknown_type``), wrong fields (``invalid_message`` naming the ``$.path``). Defaults
-are left out when a message is encoded.
+``ping``, ``refresh``, ``presence``, ``publish``), each with an optional ``ref`` echoed
+on its reply, decoded in two steps so that each kind of mistake gets its own error code:
+not JSON, or JSON nested more than :data:`MAX_JSON_DEPTH` levels deep (``invalid_json``),
+not an object (``invalid_message``), an unknown ``type`` (``unknown_type``), wrong fields
+(``invalid_message`` naming the ``$.path``). Defaults are left out when a message is
+encoded.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -24,6 +25,9 @@ __all__ = [
     "ClientMessage",
     "FilterValue",
     "Ping",
+    "Presence",
+    "Publish",
+    "Ref",
     "Refresh",
     "Subscribe",
     "Unsubscribe",
@@ -32,12 +36,17 @@ __all__ = [
 ]
 
 FilterValue = str | int | float | bool | list[str | int | float | bool]
+#: A client's name for one request, echoed at the top level of its reply.
+Ref = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+#: An event type a client sends (``client_messages.types``).
+EventType = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 
 class _ClientBase(
     msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True, omit_defaults=True
 ):
-    pass
+    #: Echoed on the reply (and on an error about this message).
+    ref: Ref | None = None
 
 
 class Subscribe(_ClientBase, tag="subscribe"):
@@ -62,10 +71,26 @@ class Refresh(_ClientBase, tag="refresh"):
     token: str
 
 
-ClientMessage = Subscribe | Unsubscribe | Ping | Refresh
+class Presence(_ClientBase, tag="presence"):
+    """Who is subscribed to ``channel`` (a presence channel the client subscribes to)."""
+
+    channel: str
+
+
+class Publish(_ClientBase, tag="publish"):
+    """A client message to the subscribers of ``channel`` (``client_messages``)."""
+
+    channel: str
+    event: EventType
+    data: Any = None
+    #: Ignored: the server stamps the sender itself.
+    from_: Any = msgspec.field(default=None, name="from")
+
+
+ClientMessage = Subscribe | Unsubscribe | Ping | Refresh | Presence | Publish
 #: The ``type`` of each client message.
 CLIENT_MESSAGE_TYPES: tuple[str, ...] = tuple(
-    str(m.__struct_config__.tag) for m in (Subscribe, Unsubscribe, Ping, Refresh)
+    str(m.__struct_config__.tag) for m in (Subscribe, Unsubscribe, Ping, Refresh, Presence, Publish)
 )
 _any_decoder = msgspec.json.Decoder()
 
@@ -109,6 +134,17 @@ def decode_client_message(frame: str | bytes) -> ClientMessage:
         raise BadMessage(
             f"a message must be a JSON object, got {type(obj).__name__}", code="invalid_message"
         )
+    ref = obj.get("ref")
+    try:
+        return _decode_object(obj)
+    except BadMessage as e:
+        # An error about a message names its ref, when it has a usable one.
+        if isinstance(ref, str) and 0 < len(ref) <= 64:
+            e.ref = ref
+        raise
+
+
+def _decode_object(obj: dict[str, Any]) -> ClientMessage:
     kind = obj.get("type")
     if not isinstance(kind, str):
         raise BadMessage("a message needs a string 'type'", code="invalid_message")

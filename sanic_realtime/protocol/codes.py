@@ -62,6 +62,12 @@ InBandErrorCode = Literal[
     "anonymous",
     "backplane_unavailable",
     "initial_state_failed",
+    "message_too_large",
+    "rate_limited",
+    "busy",
+    "handler_failed",
+    "handler_timeout",
+    "no_presence",
 ]
 #: The ``error.code`` of an HTTP refusal (docs/protocol.md, "Refusals").
 HttpErrorCode = Literal[
@@ -77,6 +83,7 @@ HttpErrorCode = Literal[
     "bad_since",
     "too_many_subscriptions",
     "too_many_channels",
+    "no_presence",
     "authorize_failed",
     "unauthorized",
     "invalid_token",

@@ -35,8 +35,17 @@ __all__ = [
     "MessagesDroppedData",
     "Pong",
     "PongData",
+    "PresenceChangeData",
+    "PresenceData",
+    "PresenceJoin",
+    "PresenceLeave",
+    "PresenceReply",
+    "PresenceUser",
+    "Published",
+    "PublishedData",
     "Refreshed",
     "RefreshedData",
+    "Sender",
     "Subscribed",
     "SubscribedData",
     "Unsubscribed",
@@ -79,6 +88,18 @@ LossReason = Literal["backplane_gap", "history_reset"]
 class _Control(msgspec.Struct, tag_field="type", kw_only=True):
     """A control message: no id. Each one declares ``timestamp`` (UTC, when it was made)
     and ``data``; ``initial_state`` also ``channel``, before them."""
+
+
+RefText = Annotated[
+    str,
+    msgspec.Meta(description="The ref of the request this replies to, when it had one."),
+]
+
+
+class _Reply(_Control):
+    """A reply to a client request: carries the request's ``ref`` when it had one."""
+
+    ref: RefText | msgspec.UnsetType = msgspec.UNSET
 
 
 # --------------------------------------------------------------------------- data
@@ -193,21 +214,21 @@ class ConnectionEstablished(_Control, tag="connection_established"):
     data: ConnectionEstablishedData
 
 
-class Subscribed(_Control, tag="subscribed"):
+class Subscribed(_Reply, tag="subscribed", kw_only=True):
     """The reply to subscribe."""
 
     timestamp: Timestamp
     data: SubscribedData
 
 
-class Unsubscribed(_Control, tag="unsubscribed"):
+class Unsubscribed(_Reply, tag="unsubscribed", kw_only=True):
     """The reply to unsubscribe; or, after refreshed, channels the new token may not see."""
 
     timestamp: Timestamp
     data: UnsubscribedData
 
 
-class Refreshed(_Control, tag="refreshed"):
+class Refreshed(_Reply, tag="refreshed", kw_only=True):
     """The reply to a valid refresh (auth.mode: jwt)."""
 
     timestamp: Timestamp
@@ -223,14 +244,14 @@ class InitialState(_Control, tag="initial_state"):
     data: Annotated[Any, msgspec.Meta(description="The state: any JSON.")]
 
 
-class Pong(_Control, tag="pong"):
+class Pong(_Reply, tag="pong", kw_only=True):
     """The reply to ping."""
 
     timestamp: Timestamp
     data: PongData
 
 
-class InBandError(_Control, tag="error"):
+class InBandError(_Reply, tag="error", kw_only=True):
     """A refusal on an open connection; the connection stays open."""
 
     timestamp: Timestamp
@@ -244,6 +265,94 @@ class MessagesDropped(_Control, tag="messages_dropped"):
     data: MessagesDroppedData
 
 
+class PresenceUser(msgspec.Struct, kw_only=True):
+    """One user present on a channel."""
+
+    user_id: str
+    role: str | None
+    connections: Annotated[
+        int, msgspec.Meta(description="The user's connections subscribed, on every worker.")
+    ]
+    since: Annotated[Timestamp, msgspec.Meta(description="Present since (the first join).")]
+
+
+class PresenceData(msgspec.Struct, kw_only=True):
+    """Who is subscribed to a presence channel, on every worker."""
+
+    users: Annotated[
+        list[PresenceUser] | None,
+        msgspec.Meta(description="The users (null with presence.list: false)."),
+    ]
+    count: Annotated[int, msgspec.Meta(description="Distinct users present.")]
+    anonymous: Annotated[int, msgspec.Meta(description="Connections without a user.")]
+    truncated: (
+        Annotated[
+            bool,
+            msgspec.Meta(description="Set when users holds only the first of count users."),
+        ]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
+
+
+class PresenceChangeData(msgspec.Struct, kw_only=True):
+    user_id: str
+    role: str | None
+
+
+class PublishedData(msgspec.Struct, kw_only=True):
+    """What became of a client message."""
+
+    id: Annotated[
+        EventIdText | None,
+        msgspec.Meta(description="Its event id; null for a type not kept in history."),
+    ]
+    dropped: (
+        Annotated[
+            Literal[True],
+            msgspec.Meta(description="Set when the channel's handler dropped the message."),
+        ]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
+
+
+class PresenceReply(_Reply, tag="presence", kw_only=True):
+    """The reply to presence."""
+
+    channel: ChannelName
+    timestamp: Timestamp
+    data: PresenceData
+
+
+class Published(_Reply, tag="published", kw_only=True):
+    """The reply to publish: the message was accepted (and sent, unless dropped)."""
+
+    timestamp: Timestamp
+    data: PublishedData
+
+
+class PresenceJoin(_Control, tag="presence_join"):
+    """A user's first connection subscribed to a presence channel (events: true)."""
+
+    channel: ChannelName
+    timestamp: Timestamp
+    data: PresenceChangeData
+
+
+class PresenceLeave(_Control, tag="presence_leave"):
+    """A user's last connection left a presence channel, leave_delay ago."""
+
+    channel: ChannelName
+    timestamp: Timestamp
+    data: PresenceChangeData
+
+
+class Sender(msgspec.Struct, kw_only=True):
+    """Who sent a client message: stamped by the server, never taken from the client."""
+
+    user_id: str | None
+    client_id: str
+
+
 class EventEnvelope(msgspec.Struct, kw_only=True):
     """A published event that matched the subscription. Events have an id; control
     messages have none."""
@@ -253,7 +362,10 @@ class EventEnvelope(msgspec.Struct, kw_only=True):
         msgspec.Meta(description="The event type given to publish.", examples=["log_update"]),
     ]
     channel: ChannelName
-    id: EventIdText
+    id: Annotated[
+        EventIdText | None,
+        msgspec.Meta(description="Null only for a client message of a type not kept in history."),
+    ]
     timestamp: Annotated[
         str,
         msgspec.Meta(
@@ -262,6 +374,10 @@ class EventEnvelope(msgspec.Struct, kw_only=True):
         ),
     ]
     data: Annotated[Any, msgspec.Meta(description="The event's data: any JSON.")]
+    from_: (
+        Annotated[Sender, msgspec.Meta(description="Set on client messages: the sender.")]
+        | msgspec.UnsetType
+    ) = msgspec.field(default=msgspec.UNSET, name="from")
 
 
 #: Every server -> client message, in the order of docs/protocol.md's table.
@@ -274,6 +390,10 @@ SERVER_MESSAGES: tuple[type[msgspec.Struct], ...] = (
     Pong,
     InBandError,
     MessagesDropped,
+    PresenceReply,
+    Published,
+    PresenceJoin,
+    PresenceLeave,
     EventEnvelope,
 )
 #: The ``type`` of each control message.
@@ -291,6 +411,10 @@ ControlMessage = (
     | Pong
     | InBandError
     | MessagesDropped
+    | PresenceReply
+    | Published
+    | PresenceJoin
+    | PresenceLeave
 )
 
 _encoder = msgspec.json.Encoder()

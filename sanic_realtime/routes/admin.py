@@ -1,5 +1,5 @@
 """The HTTP routes: health, the browser client's files, tickets, and the admin routes
-(broadcast, stats, metrics)."""
+(broadcast, stats, presence, metrics)."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def add_public_routes(bp: Blueprint, parts: Parts) -> None:
 
 
 def add_admin_routes(bp: Blueprint, parts: Parts) -> None:
-    """The broadcast and stats routes, and metrics when they are on."""
+    """The broadcast, stats and presence routes, and metrics when they are on."""
     config, guard, metrics = parts.config, parts.guard, parts.metrics
 
     def check_admin(request: Request) -> None:
@@ -115,6 +115,15 @@ def add_admin_routes(bp: Blueprint, parts: Parts) -> None:
         except ClientError as e:
             return error_response(e)
         return json_response(await parts.cluster_stats())
+
+    @bp.get(f"{config.admin.presence_path}/<channel:str>", name="admin_presence")
+    async def presence(request: Request, channel: str) -> HTTPResponse:
+        try:
+            check_admin(request)
+            data = await parts.hub.presence(channel)  # names bounded by the catalog
+        except ClientError as e:
+            return error_response(e)
+        return json_response({"channel": channel, **msgspec.to_builtins(data)})
 
     if metrics is not None:
         metrics_token = config.metrics.token

@@ -12,7 +12,8 @@ Keys and pub/sub channels, all under ``redis.prefix`` (default ``realtime``, see
   worker only while it has subscribers of that channel;
 - ``{prefix}:control``          pub/sub: cluster-wide commands (disconnect);
 - ``{prefix}:node:{node}``      string: one worker's figures, refreshed every few seconds;
-- ``{prefix}:ticket:{ticket}``  string: a one-time ticket, with its TTL.
+- ``{prefix}:ticket:{ticket}``  string: a one-time ticket, with its TTL;
+- ``{prefix}:presence:...``     presence (see :mod:`.presence`).
 
 One Lua script (``publish.lua``) assigns the offset (and, for a new history, the epoch),
 appends to the stream and publishes, atomically: ids are strictly increasing across all
@@ -26,6 +27,7 @@ The parts, composed by :class:`RedisBackplane`:
 - :mod:`.broker`: publish, watch/ready, what pub/sub delivers, gap fill from the stream;
 - :mod:`.history`: resume (``since``), ``initial: last``, positions;
 - :mod:`.cluster`: tickets, every worker's figures, cluster-wide disconnect;
+- :mod:`.presence`: who is on a channel, per user, with per-worker heartbeats;
 - :mod:`.scripts`: the Lua scripts (``*.lua`` files of this package).
 """
 
@@ -41,9 +43,10 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from ...config import HistoryConfig
+from ...config import HistoryConfig, PresenceConfig
 from ...events import Event, EventId
 from ...log import logger
+from ...protocol.server import PresenceData, Sender
 from ..base import Backplane, Local
 from ..memory import new_epoch
 from .broker import READY_TIMEOUT, Broker, Publication
@@ -51,6 +54,7 @@ from .cluster import Cluster, merge_stats
 from .connection import Connection, Listener, OnError, redact_url
 from .history import History
 from .keys import Keys
+from .presence import RedisPresence
 
 __all__ = ["Publication", "RedisBackplane", "merge_stats"]
 
@@ -81,8 +85,17 @@ class RedisBackplane(Backplane):
         self._broker = Broker(self._conn, self._history, keys, own, node=self.node, clock=clock)
         self._cluster = Cluster(self._conn, keys, node=self.node)
         self._listener = Listener(self._conn, keys.control, self._broker, self._cluster.on_control)
+        self._presence_redis = RedisPresence(
+            self._conn,
+            prefix,
+            self.node,
+            keys.pubsub,
+            announce=lambda channel, payload: self.local.announce(channel, payload),
+            settings=lambda channel: self._catalog(channel) if self._catalog else None,
+        )
         self._listen_task: asyncio.Task[None] | None = None
         self._report_task: asyncio.Task[None] | None = None
+        self._presence_task: asyncio.Task[None] | None = None
 
     def attach(self, local: Local) -> None:
         super().attach(local)
@@ -130,6 +143,10 @@ class RedisBackplane(Backplane):
         self._report_task = asyncio.create_task(
             self._cluster.report_forever(), name="realtime-redis-stats"
         )
+        self._presence_redis.start()
+        self._presence_task = asyncio.create_task(
+            self._presence_redis.run(), name="realtime-redis-presence"
+        )
         if self._conn.commands_ok:
             # Redis answers: accept clients once the listener is subscribed too.
             with contextlib.suppress(TimeoutError):
@@ -138,7 +155,13 @@ class RedisBackplane(Backplane):
     async def stop(self) -> None:
         tasks = [
             t
-            for t in (self._listen_task, self._report_task, self._conn.verifying, *self._conn.tasks)
+            for t in (
+                self._listen_task,
+                self._report_task,
+                self._presence_task,
+                self._conn.verifying,
+                *self._conn.tasks,
+            )
             if t
         ]
         for task in tasks:
@@ -160,9 +183,11 @@ class RedisBackplane(Backplane):
                 with contextlib.suppress(BaseException):
                     task.result()
         # _verify() resets verifying itself, but not when cancelled before it ran.
-        self._listen_task = self._report_task = self._conn.verifying = None
+        self._listen_task = self._report_task = self._presence_task = None
+        self._conn.verifying = None
         self._listener.connected = False
         if self._conn.started:
+            await self._presence_redis.stop()
             with contextlib.suppress(RedisError, OSError):
                 await self._cluster.forget()
             await self._conn.close()
@@ -209,11 +234,42 @@ class RedisBackplane(Backplane):
         return self._broker.prepare(channel, type, data, user_id=user_id, role=role)
 
     def publish(
-        self, channel: str, type: str, data: Any, *, user_id: str | None, role: str | None
+        self,
+        channel: str,
+        type: str,
+        data: Any,
+        *,
+        user_id: str | None,
+        role: str | None,
+        sender: Sender | None = None,
+        exclude: str | None = None,
     ) -> Coroutine[Any, Any, tuple[Event, int]]:
         # The broker's coroutine itself (awaited by the caller, as an async def's would
         # be): no second coroutine per event on the hot path.
-        return self._broker.publish(channel, type, data, user_id=user_id, role=role)
+        return self._broker.publish(
+            channel, type, data, user_id=user_id, role=role, sender=sender, exclude=exclude
+        )
+
+    async def transmit(
+        self, channel: str, type: str, data: Any, *, sender: Sender, exclude: str | None
+    ) -> int:
+        return await self._broker.transmit(channel, type, data, sender=sender, exclude=exclude)
+
+    # ------------------------------------------------------------------ presence
+
+    def presence_add(
+        self, channel: str, user_id: str | None, role: str | None, settings: PresenceConfig
+    ) -> None:
+        self._presence_redis.add(channel, user_id, role)
+
+    def presence_remove(self, channel: str, user_id: str | None, settings: PresenceConfig) -> None:
+        self._presence_redis.remove(channel, user_id, settings.leave_delay)
+
+    async def presence(self, channel: str, listed: bool) -> PresenceData:
+        return await self._presence_redis.read(channel, listed)
+
+    def presence_counts(self) -> dict[str, int]:
+        return self._presence_redis.counts()
 
     async def since(self, channel: str, since: EventId) -> list[Event] | None:
         return await self._history.since(channel, since)

@@ -18,16 +18,26 @@ from typing import Any
 import msgspec
 
 from ...config import HistoryConfig
-from ...events import Event, EventId, encode_event_parts, utc_timestamp
+from ...events import NO_ID, Event, EventId, encode_event, encode_event_parts, utc_timestamp
 from ...exceptions import ServerUnavailable
 from ...log import logger
+from ...protocol.server import Sender
 from ..base import Local
 from ..memory import new_epoch
 from . import scripts
-from .codec import DECODE_ERRORS, Head, decode, decode_entries, head_encoder, id_decoder
+from .codec import (
+    DECODE_ERRORS,
+    TRANSIENT,
+    Head,
+    decode,
+    decode_entries,
+    head_encoder,
+    id_decoder,
+)
 from .connection import Connection, OnError, Unattached
 from .history import History
 from .keys import Keys
+from .presence import ANNOUNCE
 
 __all__ = ["META_TTL", "OWN_EVENT_TIMEOUT", "READY_TIMEOUT", "Broker", "Publication"]
 
@@ -195,12 +205,20 @@ class Broker:
     # ------------------------------------------------------------------ publish
 
     def prepare(
-        self, channel: str, type: str, data: Any, *, user_id: str | None, role: str | None
+        self,
+        channel: str,
+        type: str,
+        data: Any,
+        *,
+        user_id: str | None,
+        role: str | None,
+        sender: Sender | None = None,
+        exclude: str | None = None,
     ) -> Publication:
         """Everything a publish sends to Redis, encoded (``TypeError`` if ``data`` cannot
         be: then nothing reaches Redis and no id is used up)."""
         now = self._clock()
-        env_head, env_tail = encode_event_parts(channel, type, utc_timestamp(now), data)
+        env_head, env_tail = encode_event_parts(channel, type, utc_timestamp(now), data, sender)
         seq = next(self._seq)
         history = self._histories[channel]
         return Publication(
@@ -217,16 +235,46 @@ class Broker:
                 int((max(META_TTL, history.ttl) if channel in self._static else history.ttl) * 1000)
                 or 1,
                 self._pubsub_name(channel),
-                head_encoder.encode(Head(self.node, seq, now, user_id, role)),
+                head_encoder.encode(Head(self.node, seq, now, user_id, role, exclude)),
                 env_head,
                 env_tail,
             ],
         )
 
+    async def transmit(
+        self, channel: str, type: str, data: Any, *, sender: Sender, exclude: str | None
+    ) -> int:
+        """A client message not kept in history: on pub/sub only, no id. Delivered here
+        once Redis took it (its pub/sub copy is skipped here)."""
+        now = self._clock()
+        envelope = encode_event(channel, type, None, utc_timestamp(now), data, sender)
+        head = head_encoder.encode(Head(self.node, 0, now, None, None, exclude))
+        with self._unavailable:
+            await self._publishing_client().publish(
+                self._pubsub_name(channel), TRANSIENT + head + b"\n" + envelope
+            )
+        self._ok()
+        if channel not in self.chans:
+            return 0
+        event = Event(
+            channel, type, NO_ID, now, data, payload=envelope, exclude=exclude, sender=sender
+        )
+        return self.local.deliver(event)
+
     async def publish(
-        self, channel: str, type: str, data: Any, *, user_id: str | None, role: str | None
+        self,
+        channel: str,
+        type: str,
+        data: Any,
+        *,
+        user_id: str | None,
+        role: str | None,
+        sender: Sender | None = None,
+        exclude: str | None = None,
     ) -> tuple[Event, int]:
-        pub = self.prepare(channel, type, data, user_id=user_id, role=role)
+        pub = self.prepare(
+            channel, type, data, user_id=user_id, role=role, sender=sender, exclude=exclude
+        )
         chan = self.chans.get(channel)
         waiter: asyncio.Future[int] | None = None
         if chan is not None and chan.ready.is_set():
@@ -250,6 +298,8 @@ class Broker:
                 user_id=user_id,
                 role=role,
                 payload=head + str(event_id).encode() + tail,
+                exclude=exclude,
+                sender=sender,
             )
             if waiter is None:
                 return event, 0  # nobody here listens to this channel
@@ -298,6 +348,10 @@ class Broker:
         chan = self.chans.get(channel) if channel is not None else None
         if chan is None or channel is None:
             return  # unsubscribed meanwhile
+        first = raw[:1]
+        if first in (TRANSIENT, ANNOUNCE):
+            self._on_transient(channel, raw)
+            return
         last = chan.last
         try:
             if last is not None:
@@ -322,6 +376,20 @@ class Broker:
             if event.offset > 1:
                 await self._fill(channel, chan, 0, event.offset - 1, event.id.epoch)
         self._count_own(head, self._deliver(chan, event))
+
+    def _on_transient(self, channel: str, raw: bytes) -> None:
+        """A presence announcement (``?``), or a client message without an id (``!``):
+        delivered as it comes, with no offset to check."""
+        if raw[:1] == ANNOUNCE:
+            self.local.announce(channel, raw[1:])
+            return
+        try:
+            head, event = decode(raw[1:], transient=True)
+        except DECODE_ERRORS as e:
+            logger.error("ignoring an undecodable client message on %r: %s", channel, e)
+            return
+        if head.o != self.node:  # our own was delivered when it was sent
+            self.local.deliver(event)
 
     def _count_own(self, head: Head, count: int) -> None:
         """Our own event was delivered here: its publish() learns its recipients."""

@@ -26,14 +26,16 @@ _COUNTS = ("total_clients", "total_users", "messages_sent", "messages_dropped", 
 def merge_stats(figures: list[Mapping[str, Any]]) -> dict[str, Any]:
     """Sum the figures of several workers: counts add up, ``by_channel`` and ``by_role``
     add up per key (``channel_instances`` too: an instance used on two workers counts
-    twice), ``uptime_s`` is the oldest worker's. ``total_users`` is a sum too, so a
-    user connected to two workers counts twice. ``by_worker``: each worker's clients."""
+    twice; ``present_users`` too: a user present through two workers counts twice),
+    ``uptime_s`` is the oldest worker's. ``total_users`` is a sum too, so a user
+    connected to two workers counts twice. ``by_worker``: each worker's clients."""
     total: dict[str, Any] = {
         "total_clients": 0,
         "total_users": 0,
         "by_channel": {},
         "by_role": {},
         "channel_instances": {},
+        "present_users": {},
         "messages_sent": 0,
         "messages_dropped": 0,
         "slow_disconnects": 0,
@@ -42,7 +44,7 @@ def merge_stats(figures: list[Mapping[str, Any]]) -> dict[str, Any]:
     for f in figures:
         for key in _COUNTS:
             total[key] += int(f.get(key, 0))
-        for key in ("by_channel", "by_role", "channel_instances"):
+        for key in ("by_channel", "by_role", "channel_instances", "present_users"):
             for name, n in dict(f.get(key, {})).items():
                 total[key][name] = total[key].get(name, 0) + int(n)
         total["uptime_s"] = max(total["uptime_s"], float(f.get("uptime_s", 0.0)))

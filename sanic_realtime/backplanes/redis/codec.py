@@ -11,11 +11,12 @@ from typing import Any
 
 import msgspec
 
-from ...events import Event, EventId
+from ...events import NO_ID, Event, EventId
 from ...log import logger
 
 __all__ = [
     "DECODE_ERRORS",
+    "TRANSIENT",
     "Head",
     "decode",
     "decode_entries",
@@ -32,12 +33,13 @@ class Head(msgspec.Struct, array_like=True):
     t: float  # publish time (Unix seconds)
     u: str | None = None  # target user_id
     r: str | None = None  # target role
+    x: str | None = None  # the connection left out (a client message's sender)
 
 
 class _Envelope(msgspec.Struct):
     type: str
     channel: str
-    id: str
+    id: str | None
     data: Any = None
 
 
@@ -55,22 +57,31 @@ _head_decoder = msgspec.json.Decoder(Head)
 _envelope_decoder = msgspec.json.Decoder(_Envelope)
 
 
-def decode(raw: bytes) -> tuple[Head, Event]:
-    """The header and event of a message (raises one of :data:`DECODE_ERRORS`)."""
+#: The first byte of a client message not kept in history, on a channel's pub/sub
+#: (``!<header>\n<envelope>``, the envelope's id null): no offset, no gap check.
+TRANSIENT = b"!"
+
+
+def decode(raw: bytes, transient: bool = False) -> tuple[Head, Event]:
+    """The header and event of a message (raises one of :data:`DECODE_ERRORS`);
+    ``transient``: one without an id (``raw`` without its first byte)."""
     header, sep, envelope = raw.partition(b"\n")
     if not sep:
         raise ValueError("no header")
     head = _head_decoder.decode(header)
     env = _envelope_decoder.decode(envelope)
+    if env.id is None and not transient:
+        raise ValueError("an event without an id")
     event = Event(
         env.channel,
         env.type,
-        EventId.parse(env.id),
+        NO_ID if transient else EventId.parse(env.id or ""),
         head.t,
         env.data,
         user_id=head.u,
         role=head.r,
         payload=envelope,
+        exclude=head.x,
     )
     return head, event
 

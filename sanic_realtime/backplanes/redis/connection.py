@@ -77,7 +77,7 @@ class Unattached:
     def _fail(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise RuntimeError("backplane used before a hub was attached")
 
-    deliver = report_loss = stats = _fail
+    deliver = report_loss = stats = announce = _fail
 
     async def disconnect(self, *, user_id: str | None, role: str | None, reason: str) -> int:
         self._fail()

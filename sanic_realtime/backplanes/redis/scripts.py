@@ -2,7 +2,8 @@
 
 - ``publish.lua``: gives an event its id, appends it to the stream and publishes it;
 - ``since.lua``: the events after an id, checked before any is read (a resume);
-- ``meta.lua``: where a channel's history stands (epoch, last offset, of this Redis run).
+- ``meta.lua``: where a channel's history stands (epoch, last offset, of this Redis run);
+- ``presence_*.lua``: presence's joins, leaves, due leaves and dead workers (``presence.py``).
 
 Each file says what its KEYS and ARGV are and what it returns. redis-py sends a script
 once (SCRIPT LOAD, or EVAL after a NOSCRIPT) and then calls it by its SHA1 (EVALSHA).
@@ -12,7 +13,16 @@ from __future__ import annotations
 
 from importlib.resources import files
 
-__all__ = ["META", "PUBLISH", "SINCE", "load"]
+__all__ = [
+    "META",
+    "PRESENCE_ADD",
+    "PRESENCE_DUE",
+    "PRESENCE_REAP",
+    "PRESENCE_REMOVE",
+    "PUBLISH",
+    "SINCE",
+    "load",
+]
 
 
 _PACKAGE = __name__.rpartition(".")[0]
@@ -26,3 +36,7 @@ def load(name: str) -> str:
 PUBLISH = load("publish")
 SINCE = load("since")
 META = load("meta")
+PRESENCE_ADD = load("presence_add")
+PRESENCE_REMOVE = load("presence_remove")
+PRESENCE_DUE = load("presence_due")
+PRESENCE_REAP = load("presence_reap")
