@@ -13,7 +13,7 @@ The checks, in order, each refusal an in-band ``error`` carrying the message's `
    (``invalid_message`` naming the field), then it runs within ``handler_timeout``
    (``handler_timeout``) and may raise ``Forbidden`` / ``BadMessage(code=...)`` (that
    code) or fail (``handler_failed``). Handler calls of one connection run one at a time,
-   in order, at most :data:`PENDING` waiting (``busy``).
+   in order, at most :data:`PENDING` at once (``busy``).
 
 The server stamps ``from: {user_id, client_id}``; whatever ``from`` the client sent is
 ignored. :class:`MessageHandlers` is pure; :class:`HandlerQueue` needs an event loop.
@@ -37,8 +37,8 @@ from .limits import TokenBucket
 
 __all__ = ["PENDING", "HandlerQueue", "MessageHandler", "MessageHandlers", "RateBuckets"]
 
-#: Handler calls one connection may have waiting behind the one running; one more is
-#: refused with ``busy``.
+#: Handler calls one connection may have at once (running or waiting their turn); one
+#: more is refused with ``busy``.
 PENDING = 8
 
 _json = msgspec.json.Encoder()
@@ -136,16 +136,17 @@ class RateBuckets:
 
 class HandlerQueue:
     """One connection's handler calls, one at a time and in order: at most
-    :data:`PENDING` waiting behind the running one (``busy`` beyond)."""
+    :data:`PENDING` at once, the running one included (``busy`` beyond)."""
 
     def __init__(self, limit: int = PENDING) -> None:
         self._limit = limit
         self._waiting: deque[Callable[[], Coroutine[Any, Any, None]]] = deque()
         self._task: asyncio.Task[None] | None = None
+        self._running = 0
 
     def submit(self, job: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run ``job()`` after the earlier ones; ``BadMessage`` (``busy``) when full."""
-        if len(self._waiting) >= self._limit:
+        if len(self._waiting) + self._running >= self._limit:
             raise BadMessage(
                 f"too many messages waiting for this channel's handler (at most "
                 f"{self._limit}): wait for the replies",
@@ -158,7 +159,11 @@ class HandlerQueue:
     async def _run(self) -> None:
         while self._waiting:
             job = self._waiting.popleft()
-            await job()
+            self._running = 1
+            try:
+                await job()
+            finally:
+                self._running = 0
 
     async def close(self) -> None:
         """Cancel what runs and drop what waits (the connection is gone)."""

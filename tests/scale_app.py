@@ -4,7 +4,8 @@
         --factory --single-process --port 8001
 
 ``RT_METRICS=1`` turns the Prometheus metrics on (at /metrics); ``RT_CLIENT_RATE=N`` sets
-``client_rate_limit`` to N frames per second.
+``client_rate_limit`` to N frames per second; ``RT_LEAVE_DELAY`` the presence channel's
+``leave_delay`` (500ms).
 
 BASE's channels (see conftest.py), JWT auth on the test secret, a static admin token, and
 a ``POST /kick?user_id=`` route that calls ``realtime.disconnect``, and an empty page at
@@ -35,6 +36,11 @@ def create_app() -> Sanic:
             "channels": {
                 **BASE["channels"],
                 "orders.{order_id}": {"history": {"size": 50, "ttl": "10m"}},
+                # Presence and client messages (tests/test_presence_redis.py).
+                "rooms.{room}": {
+                    "presence": {"leave_delay": os.environ.get("RT_LEAVE_DELAY", "500ms")},
+                    "client_messages": {"types": ["typing", "chat"], "history": ["chat"]},
+                },
             },
             "backplane": os.environ.get("RT_BACKPLANE", "memory"),
             "redis": {"prefix": os.environ.get("RT_PREFIX", "realtime")},
