@@ -110,6 +110,14 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        self.present_users = Gauge(
+            "sanic_realtime_present_users",
+            "Users present on each presence channel (by template), through a connection of "
+            "this worker: with several workers a user present through two counts twice.",
+            ["channel"],
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self.queued = Gauge(
             "sanic_realtime_outbound_queue_messages",
             "Messages waiting in the outbound buffers of all connections.",
@@ -209,6 +217,9 @@ class Metrics:
             ProcessCollector(registry=r)
             PlatformCollector(registry=r)
             GCCollector(registry=r)
+        self._presence = [c for c, spec in hub.config.channels.items() if spec.presence_config]
+        for channel in self._presence:
+            self.present_users.labels(channel).set(0)
         for channel in channels:  # every channel shows, with 0, before its first event
             self.subscribers.labels(channel).set(0)
             self.published.labels(channel)
@@ -236,6 +247,8 @@ class Metrics:
         self.connections.set(stats["total_clients"])
         for channel in self.hub.config.channels:
             self.subscribers.labels(channel).set(stats["by_channel"].get(channel, 0))
+        for channel in self._presence:
+            self.present_users.labels(channel).set(stats["present_users"].get(channel, 0))
         by_role: dict[str, int] = stats["by_role"]
         self._roles.update(by_role)
         for role in self._roles:

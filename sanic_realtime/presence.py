@@ -130,7 +130,8 @@ class PresenceTable:
     def counts(self) -> Iterator[tuple[str, int]]:
         """(channel, users present) for every channel with someone present."""
         for channel, ch in self._channels.items():
-            yield channel, len(ch.users)
+            if ch.users:
+                yield channel, len(ch.users)
 
     def entries(self) -> Iterator[tuple[str, str | None, str | None, int]]:
         """(channel, user or None, role, connections) of every member with connections,

@@ -21,7 +21,7 @@ from .processes import SanicProcess, cluster_figures
 from .rawclient import RawClient
 from .redis_support import RedisServer, delete_prefix, new_prefix, redis_url
 from .scale_app import ADMIN_TOKEN
-from .tokens import bearer, jwt_realtime, token
+from .tokens import SECRET, bearer, jwt_realtime, token
 
 METRICS = {"enabled": True}
 
@@ -337,3 +337,25 @@ async def test_metrics_name_templates_not_instances(serve: Any) -> None:
     assert value(samples, "sanic_realtime_subscribers", channel=template) == 2
     channels_seen = {dict(labels).get("channel") for _, labels in samples} - {None}
     assert channels_seen == {"logs", template}
+
+
+async def test_present_users_by_template(serve: Any) -> None:
+    """Users, not connections, named by the template; anonymous connections are no users."""
+    channels = {"logs": {}, "rooms.{room}": {"presence": True}}
+    auth = {"mode": "jwt", "jwt_secret": SECRET, "anonymous": True}
+    realtime = make_realtime(channels=channels, metrics=METRICS, auth=auth)
+    server = await serve(realtime)
+    samples = await scrape(server)
+    assert value(samples, "sanic_realtime_present_users", channel="rooms.{room}") == 0
+    alice = bearer(token("alice", "user"))
+    async with (
+        server.connect("/ws?channels=rooms.a,rooms.b", additional_headers=alice) as one,
+        server.connect("/ws/rooms.a", additional_headers=alice) as two,
+        server.connect("/ws/rooms.a") as anonymous,
+    ):
+        for ws in (one, two, anonymous):
+            await recv_until(ws, "connection_established")
+        assert realtime.stats()["present_users"] == {"rooms.{room}": 2}  # a and b
+        assert (await realtime.presence("rooms.a")).anonymous == 1
+        samples = await scrape(server)
+        assert value(samples, "sanic_realtime_present_users", channel="rooms.{room}") == 2
