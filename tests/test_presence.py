@@ -9,6 +9,10 @@ import asyncio
 import json
 from typing import Any
 
+import httpx
+import pytest
+from websockets.exceptions import InvalidStatus
+
 from sanic_realtime import Realtime
 from sanic_realtime.config import parse_config
 from sanic_realtime.presence import PresenceTable
@@ -241,3 +245,80 @@ async def test_every_reply_carries_the_ref(serve: Any) -> None:
                 assert "ref" not in reply and reply["data"]["code"] == "invalid_message"
         await ws.send(json.dumps({"type": "ping"}))
         assert "ref" not in await recv_until(ws, "pong")
+
+
+# ------------------------------------------------------------------ the how-to's app
+
+
+async def test_the_chat_how_to(monkeypatch: Any) -> None:
+    """docs/how-to/presence-chat.md: its app (the team check, the chat handler, the
+    presence route) as the page says it behaves."""
+    import importlib.util
+    from pathlib import Path
+
+    from sanic_realtime.testing import LiveApp
+
+    here = Path(__file__).resolve().parent.parent / "docs" / "how-to" / "chat"
+    monkeypatch.chdir(here)
+    monkeypatch.setenv("CHAT_JWT_SECRET", SECRET)
+    spec = importlib.util.spec_from_file_location("chat_howto_app", here / "app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    server = await LiveApp(module.app, module.realtime).start()
+    try:
+        url = server.ws_url("/ws/rooms.ops.lobby")
+        from websockets.asyncio.client import connect
+
+        async with (
+            connect(url, additional_headers=who("alice")) as alice,
+            connect(url, additional_headers=who("bob")) as bob,
+        ):
+            await recv_json(alice)
+            await recv_json(bob)
+            with pytest.raises(InvalidStatus) as refused:  # carol is in sales
+                async with connect(url, additional_headers=who("carol")):
+                    pass
+            assert refused.value.response.status_code == 403
+            await alice.send(
+                json.dumps(
+                    {
+                        "type": "publish",
+                        "channel": "rooms.ops.lobby",
+                        "event": "typing",
+                        "data": {},
+                        "ref": "t1",
+                    }
+                )
+            )
+            typing = await recv_until(bob, "typing")
+            assert (typing["id"], typing["from"]["user_id"]) == (None, "alice")
+            for text, ref in (("  hello  ", "c1"), ("   ", "c2"), ("x" * 501, "c3")):
+                await alice.send(
+                    json.dumps(
+                        {
+                            "type": "publish",
+                            "channel": "rooms.ops.lobby",
+                            "event": "chat",
+                            "data": {"text": text},
+                            "ref": ref,
+                        }
+                    )
+                )
+            line = await recv_until(bob, "chat")
+            assert line["data"] == {"text": "hello"} and line["id"]
+            replies = {}
+            while len(replies) < 3:
+                message = await recv_json(alice)
+                if message.get("ref") in ("c1", "c2", "c3"):
+                    replies[message["ref"]] = message
+            assert replies["c2"]["data"] == {"id": None, "dropped": True}
+            assert replies["c3"]["data"]["code"] == "too_long"
+            async with httpx.AsyncClient(base_url=server.url) as http:
+                response = await http.get("/rooms/ops/lobby/here")
+            assert response.json() == {"count": 2, "users": ["alice", "bob"]}
+    finally:
+        await server.stop()
+        from sanic import Sanic
+
+        Sanic._app_registry.pop("chat", None)
