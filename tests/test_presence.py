@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,6 +27,10 @@ CHANNELS: dict[str, Any] = {
     "big.{room}": {"presence": {"list": False}},
     "quiet.{room}": {"presence": {"events": False, "leave_delay": "0s"}},
 }
+
+
+#: docs/how-to/chat: the presence how-to's app
+HOWTO = Path(__file__).resolve().parent.parent / "docs" / "how-to" / "chat"
 
 
 def jwt_realtime(**overrides: Any) -> Realtime:
@@ -254,11 +259,10 @@ async def test_the_chat_how_to(monkeypatch: Any) -> None:
     """docs/how-to/presence-chat.md: its app (the team check, the chat handler, the
     presence route) as the page says it behaves."""
     import importlib.util
-    from pathlib import Path
 
     from sanic_realtime.testing import LiveApp
 
-    here = Path(__file__).resolve().parent.parent / "docs" / "how-to" / "chat"
+    here = HOWTO
     monkeypatch.chdir(here)
     monkeypatch.setenv("CHAT_JWT_SECRET", SECRET)
     spec = importlib.util.spec_from_file_location("chat_howto_app", here / "app.py")
