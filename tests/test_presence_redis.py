@@ -18,13 +18,16 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 
+from sanic_realtime import Realtime
 from sanic_realtime.backplanes.redis.presence import HEARTBEAT
+from sanic_realtime.config import parse_config
+from sanic_realtime.exceptions import ServerUnavailable
 
 from .conftest import no_message, recv_json, recv_until
 from .processes import SanicProcess
-from .redis_support import delete_prefix, new_prefix, redis_url
+from .redis_support import RedisServer, delete_prefix, new_prefix, redis_url
 from .scale_app import ADMIN_TOKEN
-from .tokens import bearer, token
+from .tokens import SECRET, bearer, token
 
 Start = Callable[..., Awaitable[SanicProcess]]
 
@@ -199,3 +202,54 @@ async def test_a_killed_worker_s_users_leave_within_a_bounded_time(start: Start)
         assert took < 4 * HEARTBEAT + 10  # generous: a loaded machine runs late
         await until_present(carol, {"carol": 1})
         await no_message(carol, 0.5)  # once
+
+
+# ------------------------------------------------------------------ Redis goes away
+
+
+@pytest.fixture
+async def own_redis() -> AsyncIterator[RedisServer]:
+    server = RedisServer()
+    await server.start()
+    yield server
+    await server.close()
+
+
+async def test_presence_comes_back_after_redis_lost_everything(
+    serve: Any, own_redis: RedisServer
+) -> None:
+    """A Redis restart loses every key: each worker puts its share back at its next
+    heartbeat, so the users it holds are present (and announced) again; a query
+    while Redis is down is refused, not answered wrong."""
+    realtime = Realtime(
+        parse_config(
+            {
+                "backplane": own_redis.url,
+                "redis": {"prefix": new_prefix()},
+                "auth": {"mode": "jwt", "jwt_secret": SECRET},
+                "channels": {"rooms.{room}": {"presence": {"leave_delay": "0s"}}},
+            }
+        )
+    )
+    server = await serve(realtime)
+    headers = bearer(token("alice", "user"))
+    async with server.connect("/ws/rooms.a", additional_headers=headers) as alice:
+        await recv_json(alice)
+        await until_present(alice, {"alice": 1})
+        await own_redis.stop()
+        await presence_refused(alice)
+        with pytest.raises(ServerUnavailable):
+            await realtime.presence("rooms.a")
+        await own_redis.start()  # empty
+        await until_present(alice, {"alice": 1}, timeout=20)
+        assert (await realtime.presence("rooms.a")).count == 1
+
+
+async def presence_refused(ws: Any) -> None:
+    await ws.send(json.dumps({"type": "presence", "channel": "rooms.a", "ref": "down"}))
+    while True:
+        message = await recv_json(ws, 10)
+        if message.get("ref") == "down":
+            assert message["type"] == "error", message
+            assert message["data"]["code"] == "backplane_unavailable"
+            return
