@@ -183,7 +183,7 @@ async def test_every_channel_filter_and_role_appears(serve: Any) -> None:
     send = [m["$ref"] for m in operations["logs.send"]["messages"]]
     assert "#/channels/logs/messages/event" in send and "#/channels/logs/messages/pong" in send
     receive = [m["$ref"].rsplit("/", 1)[-1] for m in operations["logs.receive"]["messages"]]
-    assert receive == ["subscribe", "unsubscribe", "ping"]
+    assert receive == ["subscribe", "unsubscribe", "ping", "presence_query", "publish"]
     in_band = document["components"]["schemas"]["ErrorData"]["properties"]["code"]["enum"]
     assert set(in_band) == set(messages.IN_BAND_ERROR_CODES)
 
@@ -393,7 +393,7 @@ async def test_message_examples_match_their_schemas(serve: Any) -> None:
         for example in message.get("examples", []):
             assert payload_validator(document, name).is_valid(example["payload"]), name
             examples += 1
-    assert examples == len(document["components"]["messages"]) == 13
+    assert examples == len(document["components"]["messages"]) == 19
 
 
 def test_asyncapi_json_is_a_reserved_channel_name() -> None:

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..config import ChannelConfig, RealtimeConfig
-from ..protocol.client import Ping, Refresh, Subscribe, Unsubscribe
+from ..protocol.client import Ping, Presence, Publish, Refresh, Subscribe, Unsubscribe
 from ..protocol.server import (
     ConnectionEstablished,
     EventEnvelope,
@@ -25,6 +25,10 @@ from ..protocol.server import (
     InitialState,
     MessagesDropped,
     Pong,
+    PresenceJoin,
+    PresenceLeave,
+    PresenceReply,
+    Published,
     Refreshed,
     Subscribed,
     Unsubscribed,
@@ -55,6 +59,10 @@ SERVER_MESSAGES: dict[str, tuple[type[Any], str, bool]] = {
     "pong": (Pong, "Pong", False),
     "error": (InBandError, "In-band error", False),
     "messages_dropped": (MessagesDropped, "Messages dropped", False),
+    "presence": (PresenceReply, "Who is here", False),
+    "published": (Published, "Client message published", False),
+    "presence_join": (PresenceJoin, "A user joined", False),
+    "presence_leave": (PresenceLeave, "A user left", False),
     "event": (EventEnvelope, "Event", False),
 }
 CLIENT_MESSAGES: dict[str, tuple[type[Any], str, bool]] = {
@@ -62,6 +70,8 @@ CLIENT_MESSAGES: dict[str, tuple[type[Any], str, bool]] = {
     "unsubscribe": (Unsubscribe, "Unsubscribe", False),
     "ping": (Ping, "Ping", False),
     "refresh": (Refresh, "Refresh the token", True),
+    "presence_query": (Presence, "Ask who is here", False),
+    "publish": (Publish, "Send a client message", False),
 }
 
 _CLIENT_SUMMARIES = {
@@ -73,6 +83,11 @@ _CLIENT_SUMMARIES = {
     "client_timeout.",
     "refresh": "A newer token for the same user, before the current one expires. The reply "
     "is refreshed; a bad token is an error message; another user's token closes with 1008.",
+    "presence_query": "Who is subscribed to a presence channel (subscribers and admins only). "
+    "The reply is presence.",
+    "publish": "A client message to a channel with client_messages: the server stamps the "
+    "sender (from), checks type, roles, size and rate, runs the app's handler, and fans it "
+    "out. The reply is published, or error with the code.",
 }
 
 _EXAMPLES: dict[str, dict[str, Any]] = {
@@ -146,7 +161,51 @@ _EXAMPLES: dict[str, dict[str, Any]] = {
         "positions": True,
     },
     "unsubscribe": {"type": "unsubscribe", "channels": ["logs"]},
-    "ping": {"type": "ping"},
+    "ping": {"type": "ping", "ref": "p1"},
+    "presence_query": {"type": "presence", "channel": "rooms.lobby", "ref": "q1"},
+    "publish": {
+        "type": "publish",
+        "channel": "rooms.lobby",
+        "event": "typing",
+        "data": {"on": True},
+        "ref": "c1",
+    },
+    "presence": {
+        "type": "presence",
+        "ref": "q1",
+        "channel": "rooms.lobby",
+        "timestamp": "2026-12-07T21:02:11.503Z",
+        "data": {
+            "users": [
+                {
+                    "user_id": "alice",
+                    "role": "member",
+                    "connections": 2,
+                    "since": "2026-12-07T20:58:40.115Z",
+                }
+            ],
+            "count": 1,
+            "anonymous": 0,
+        },
+    },
+    "published": {
+        "type": "published",
+        "ref": "c1",
+        "timestamp": "2026-12-07T21:02:12.018Z",
+        "data": {"id": None},
+    },
+    "presence_join": {
+        "type": "presence_join",
+        "channel": "rooms.lobby",
+        "timestamp": "2026-12-07T21:01:03.921Z",
+        "data": {"user_id": "bob", "role": "member"},
+    },
+    "presence_leave": {
+        "type": "presence_leave",
+        "channel": "rooms.lobby",
+        "timestamp": "2026-12-07T21:03:15.402Z",
+        "data": {"user_id": "bob", "role": "member"},
+    },
     "refresh": {"type": "refresh", "token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9..."},
 }
 
