@@ -20,6 +20,7 @@ from .events import utc_timestamp
 from .exceptions import BadMessage, ClientError, Forbidden
 from .hub import Connection, Hub, InitialHook, Reply, subscribed
 from .limits import TokenBucket
+from .log import logger
 from .messages import HandlerQueue, RateBuckets, data_size, run_handler
 from .protocol import (
     CloseCode,
@@ -237,6 +238,14 @@ class Session:
             except ClientError as e:
                 if not conn.closing:
                     self.error(e.code, e.message, message.ref)
+            except Exception as e:  # e.g. a payload msgspec cannot encode
+                logger.exception("message handler result on %r could not be sent", channel)
+                if not conn.closing:
+                    self.error(
+                        "handler_failed",
+                        f"the message handler's result could not be sent ({type(e).__name__})",
+                        message.ref,
+                    )
 
         self._handler_queue.submit(job)  # busy when too many wait
 

@@ -70,6 +70,10 @@ def make_realtime(rooms: dict[str, Any] | None = None) -> Realtime:
     async def on_boom(conn: ConnectionView, channel: str, params: dict[str, str], data: Any):
         raise RuntimeError("the handler broke")
 
+    @realtime.on_message("rooms.{room}", "nope")
+    async def on_nope(conn: ConnectionView, channel: str, params: dict[str, str], data: Any):
+        return {"not json": object()}  # msgspec cannot encode it
+
     @realtime.on_message("rooms.{room}", "bad")
     async def on_bad(conn: ConnectionView, channel: str, params: dict[str, str], data: Any):
         raise BadMessage("too shouty", code="too_shouty")
@@ -218,6 +222,7 @@ async def test_a_dropped_message_and_a_slow_handler(serve: Any) -> None:
         await publish(alice, "chat", {"text": "drop"}, "d1")
         reply = await reply_to(alice, "d1")
         assert reply == {**reply, "type": "published", "data": {"id": None, "dropped": True}}
+        assert await refusal(alice, "nope", {}, "n1") == "handler_failed"  # unencodable
         assert await refusal(alice, "slow", {"sleep": 2}, "s1") == "handler_timeout"
         await no_message(bob, 0.3)  # neither reached bob
         # Pings are answered while a handler runs: handlers do not hold up the reader.
