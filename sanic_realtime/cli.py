@@ -3,12 +3,13 @@ imported).
 
     sanic-realtime tail http://127.0.0.1:8000 --channel logs --filter level=error
     sanic-realtime top http://127.0.0.1:8000
+    sanic-realtime presence http://127.0.0.1:8000 rooms.lobby
     sanic-realtime publish http://127.0.0.1:8000 --channel logs --type log_update \\
         --data '{"level": "error", "message": "db down"}'
 
-Exit status: 0 when done (Ctrl-C, or ``--count`` events seen), 1 when the connection or
-the request failed (the message says why, with the HTTP status of a refusal), 2 for bad
-arguments.
+Exit status: 0 when done (Ctrl-C, ``--count`` events seen, the presence printed), 1 when
+the connection or the request failed (the message says why, with the HTTP status of a
+refusal or the server's error code), 2 for bad arguments.
 """
 
 from __future__ import annotations
@@ -31,12 +32,14 @@ from . import __version__
 from .client import (
     ConnectionStatus,
     Event,
+    PresenceData,
     RealtimeClient,
     RealtimeClientError,
     Refused,
+    RequestFailed,
     publish,
 )
-from .console import event_line, note_of
+from .console import event_line, note_of, presence_lines
 
 __all__ = ["main"]
 
@@ -107,9 +110,14 @@ class Output:
             )
 
     def error(self, message: str) -> None:
-        Console(file=sys.stderr, highlight=False, soft_wrap=True).print(
-            Text(f"error: {message}", "bold red")
-        )
+        print_error(message)
+
+
+def print_error(message: str) -> None:
+    """``error: message`` on stderr (bold red on a terminal)."""
+    Console(file=sys.stderr, highlight=False, soft_wrap=True).print(
+        Text(f"error: {message}", "bold red")
+    )
 
 
 def client_for(args: argparse.Namespace, url: str) -> RealtimeClient:
@@ -118,12 +126,11 @@ def client_for(args: argparse.Namespace, url: str) -> RealtimeClient:
     # No -c and no -f: the URL decides. A channel URL (ws://host/ws/logs?level=error)
     # subscribes by itself and the client keeps it; on the general route, every channel.
     channels = args.channel or (["all"] if filters else None)
-    token = args.token or os.environ.get("REALTIME_TOKEN") or None
     return RealtimeClient(
         url,
         channels=channels,
         filters=filters or None,
-        token=token,
+        token=token_of(args),
         max_reconnect_attempts=args.max_reconnect_attempts,
         reconnect=not getattr(args, "no_reconnect", False),
     )
@@ -152,6 +159,56 @@ async def tail(args: argparse.Namespace, output: Output) -> int:
         return 1
     finally:
         await client.close()
+    return 0
+
+
+def token_of(args: argparse.Namespace) -> str | None:
+    return args.token or os.environ.get("REALTIME_TOKEN") or None
+
+
+async def ask_presence(client: RealtimeClient, channel: str) -> PresenceData:
+    """The presence of ``channel``: asked at once when the URL subscribed to it or the
+    token has the admin role (then the command is not counted itself); else after
+    subscribing to it, as the server asks of anyone else."""
+    if channel not in client.channels:
+        try:
+            return await client.presence(channel)
+        except RequestFailed as e:
+            if e.code != "forbidden":
+                raise
+        await client.subscribe(channel)
+    return await client.presence(channel)
+
+
+async def presence(args: argparse.Namespace, out: TextIO) -> int:
+    """Connect, print who is on ``args.channel``, exit: 0, or 1 with the reason."""
+    if args.timeout <= 0:
+        raise UsageError(f"--timeout must be more than 0, got {args.timeout:g}")
+    url = websocket_url(args.url)
+    client = RealtimeClient(
+        url,
+        token=token_of(args),
+        max_reconnect_attempts=args.max_reconnect_attempts,
+        connect_timeout=args.timeout,
+        request_timeout=args.timeout,
+        ping_interval=None,
+    )
+    try:
+        await client.connect()
+        info = await ask_presence(client, args.channel)
+    except Refused as e:
+        print_error(f"the server refused the connection: {e}")
+        return 1
+    except RealtimeClientError as e:
+        print_error(str(e))
+        return 1
+    finally:
+        await client.close()
+    if args.json:
+        out.write(_encoder.encode(info).decode() + "\n")
+    else:
+        out.write("".join(line + "\n" for line in presence_lines(info)))
+    out.flush()
     return 0
 
 
@@ -253,6 +310,34 @@ def parser() -> argparse.ArgumentParser:
         "--recent", type=int, default=1000, help="recent events kept for the list (default: 1000)"
     )
 
+    w = commands.add_parser(
+        "presence",
+        help="who is on a presence channel",
+        description="Connect, ask who is subscribed to CHANNEL (a presence channel), print "
+        "one line per user (role, connections, since) and a count line, and exit. Without "
+        "the admin role it subscribes to CHANNEL first (the server's rule), so it counts "
+        "itself.",
+    )
+    w.add_argument(
+        "url",
+        help="the server (http://host:8000), its general route (ws://host/ws), or a channel URL",
+    )
+    w.add_argument("channel", help="the channel, e.g. rooms.lobby")
+    w.add_argument("--token", help="a JWT (default: $REALTIME_TOKEN)")
+    w.add_argument(
+        "--max-reconnect-attempts",
+        type=int,
+        default=0,
+        help="retries of a failed connection (default: 0, fail at once)",
+    )
+    w.add_argument("--json", action="store_true", help="print the presence data as JSON")
+    w.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        help="seconds to connect, and for the reply (default: 10)",
+    )
+
     p = commands.add_parser(
         "publish",
         help="publish an event through the admin broadcast route",
@@ -277,6 +362,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return do_publish(args, sys.stdout)
         if args.command == "top":
             return top(args)
+        if args.command == "presence":
+            with contextlib.suppress(KeyboardInterrupt):
+                return asyncio.run(presence(args, sys.stdout))
+            return 1
         output = Output(json_lines=args.json, out=sys.stdout, err=sys.stderr)
         with contextlib.suppress(KeyboardInterrupt):
             return asyncio.run(tail(args, output))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,10 +13,13 @@ from typing import Any
 
 import pytest
 
+from sanic_realtime.client import RealtimeClient
+
 from .conftest import make_realtime
 from .processes import Cluster
 from .redis_support import new_prefix, redis_url
 from .test_client import publish_numbered, until
+from .test_client_presence import rooms_realtime
 from .test_hardening_inputs import nested
 from .tokens import jwt_realtime, token
 
@@ -258,3 +262,132 @@ async def test_tail_takes_template_instances_and_shows_their_refusals(serve: Any
     bad = await cli("tail", url, "-c", "orders.x", "--no-reconnect")
     assert await bad.finish() == 1
     assert any("invalid_channel" in line and "order_id" in line for line in bad.err), bad.err
+
+
+# ------------------------------------------------------------------ presence
+
+
+async def test_presence_prints_users_then_counts(serve: Any, cli: Any) -> None:
+    server = await serve(rooms_realtime())
+    url = f"http://127.0.0.1:{server.port}"
+
+    def member(user: str | None) -> RealtimeClient:
+        who = token(user, "member") if user else None
+        return RealtimeClient(server.ws_url("/ws"), channels=["rooms.a"], token=who)
+
+    async with member("alice"), member("bob"), member(None):
+        # An admin asks without subscribing: the command is not counted.
+        run = await cli("presence", url, "rooms.a", "--token", token("root", "admin"))
+        assert await run.finish() == 0, run.err
+        assert run.err == []
+        assert len(run.out) == 3, run.out
+        assert re.fullmatch(r"alice  member  1 connection  since \S+Z", run.out[0]), run.out
+        assert re.fullmatch(r"bob    member  1 connection  since \S+Z", run.out[1]), run.out
+        assert run.out[2] == "2 users, 1 anonymous"
+        # Anyone else subscribes first, as the server asks, and so is counted.
+        run = await cli(
+            "presence", server.ws_url("/ws"), "rooms.a", "--json",
+            "--token", token("carol", "member"),
+        )  # fmt: skip
+        assert await run.finish() == 0, run.err
+        (line,) = run.out
+        data = json.loads(line)
+        assert sorted(u["user_id"] for u in data["users"]) == ["alice", "bob", "carol"]
+        assert (data["count"], data["anonymous"]) == (3, 1)
+        assert set(data["users"][0]) == {"user_id", "role", "connections", "since"}
+    # A channel URL subscribes by itself.
+    run = await cli("presence", server.ws_url("/ws/rooms.b"), "rooms.b", "--token", token("dave"))
+    assert await run.finish() == 0, run.err
+    assert re.fullmatch(r"dave  -  1 connection  since \S+Z", run.out[0]), run.out
+    assert run.out[1:] == ["1 users, 0 anonymous"]
+
+
+async def test_presence_errors_and_bad_arguments(serve: Any, cli: Any) -> None:
+    from .redis_support import free_port
+
+    server = await serve(rooms_realtime())
+    url = f"http://127.0.0.1:{server.port}"
+    carol = token("carol", "member")
+    run = await cli("presence", url, "plain.a", "--token", carol)
+    assert await run.finish() == 1
+    assert run.out == [] and len(run.err) == 1
+    assert run.err[0].startswith("error: no_presence: "), run.err
+    run = await cli("presence", url, "nope", "--token", carol)
+    assert await run.finish() == 1
+    assert run.err[0].startswith("error: unknown_channel: unknown channel 'nope'"), run.err
+    run = await cli("presence", url, "rooms.a", "--token", "not-a-jwt")
+    assert await run.finish() == 1
+    assert run.err[0].startswith(
+        "error: the server refused the connection: HTTP 401 invalid_token"
+    ), run.err
+    run = await cli("presence", f"http://127.0.0.1:{free_port()}", "rooms.a")
+    assert await run.finish() == 1
+    assert run.err[-1].startswith("error: gave_up: could not connect (no retry allowed)"), run.err
+    # Bad arguments: 2.
+    run = await cli("presence", url)
+    assert await run.finish() == 2
+    assert "the following arguments are required: channel" in run.err[-1]
+    run = await cli("presence", "ftp://nowhere", "rooms.a")
+    assert await run.finish() == 2
+    assert "expected a URL like http://127.0.0.1:8000" in run.err[0]
+    run = await cli("presence", url, "rooms.a", "--timeout", "0")
+    assert await run.finish() == 2
+    assert run.err == ["sanic-realtime: error: --timeout must be more than 0, got 0"]
+
+
+async def test_tail_shows_presence_changes_and_senders(serve: Any, cli: Any) -> None:
+    server = await serve(rooms_realtime())
+    url = f"http://127.0.0.1:{server.port}"
+
+    def alice() -> RealtimeClient:
+        return RealtimeClient(
+            server.ws_url("/ws"), channels=["rooms.a"], token=token("alice", "member")
+        )
+
+    run = await cli("tail", url, "-c", "rooms.a", "--token", token("dave", "member"), "-n", "1")
+    jsonl = await cli("tail", url, "-c", "rooms.a", "--json", "-n", "1")  # anonymous
+    await run.wait_out("+ dave (member)")
+    await jsonl.wait_err("connected")
+    async with alice():
+        await run.wait_out("+ alice (member)")
+    await run.wait_out("- alice (member)")  # after leave_delay
+    async with alice() as again:
+        chat_id = await again.publish("rooms.a", "chat", {"message": "hi"})
+        assert await run.finish() == 0
+        assert await jsonl.finish() == 0
+        client_id = again.status.client_id
+    join = next(line for line in run.out if "+ alice" in line)
+    assert re.fullmatch(
+        r"\d\d:\d\d:\d\d\.\d{3}  rooms\.a    presence_join    \+ alice \(member\)", join
+    )
+    leave = next(line for line in run.out if "- alice" in line)
+    assert "rooms.a    presence_leave   - alice (member)" in leave
+    (chat,) = [line for line in run.out if " chat " in line]
+    assert chat.endswith(f"chat             hi  from alice  #{chat_id}"), chat
+    # --json: presence changes as they came, the client message with its sender.
+    messages = [json.loads(line) for line in jsonl.out]
+    assert [m["type"] for m in messages if m["type"] != "presence_join"] == [
+        "presence_leave",
+        "chat",
+    ]
+    assert {"type": "presence_join", "channel": "rooms.a"}.items() <= messages[0].items()
+    assert messages[-1]["from"] == {"user_id": "alice", "client_id": client_id}
+    assert messages[-1]["id"] == chat_id
+
+
+def test_presence_lines_of_counts_only_and_of_a_cut_list() -> None:
+    from sanic_realtime.console import presence_lines
+    from sanic_realtime.protocol import PresenceData, PresenceUser
+
+    counts = PresenceData(users=None, count=1500, anonymous=2)
+    assert presence_lines(counts) == [
+        "(this channel lists no users: counts only)",
+        "1500 users, 2 anonymous",
+    ]
+    first = PresenceUser(user_id="u1", role=None, connections=3, since="2026-01-01T00:00:00.000Z")
+    cut = PresenceData(users=[first], count=1500, anonymous=0, truncated=True)
+    assert presence_lines(cut) == [
+        "u1  -  3 connections  since 2026-01-01T00:00:00.000Z",
+        "(the first 1 of 1500 users)",
+        "1500 users, 0 anonymous",
+    ]

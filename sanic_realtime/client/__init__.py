@@ -5,7 +5,9 @@ It connects to the general route (``ws://host/ws``), subscribes with ``subscribe
 messages, and keeps the subscriptions through network trouble and server restarts: it
 reconnects with exponential backoff and full jitter, and resumes each channel from the last
 event id it saw, so with history on the server nothing is missed; when the server cannot
-fill the gap, the caller gets a ``resume_failed`` message instead of silence.
+fill the gap, the caller gets a ``resume_failed`` message instead of silence. It also asks
+who is on a presence channel (``await client.presence(channel)``) and sends client messages
+(``await client.publish(channel, event, data)``), each matched to its reply by a ``ref``.
 
     async with RealtimeClient("ws://127.0.0.1:8000/ws", channels=["logs"],
                               filters={"level": "error"}) as client:
@@ -18,22 +20,34 @@ See docs/clients.md. The modules of this package:
 - ``connection``: the connection loop: connect, subscribe and resume, heartbeat, reconnect
   with backoff
 - ``receive``: reading a connection: events, control messages, replies, closes
-- ``state``: what a client holds (options, subscriptions, resume points, pending requests)
-  and its status changes
+- ``state``: what a client holds (options, subscriptions, resume points, the requests
+  awaiting replies, in order and by ref) and its status changes
 - ``status``: :class:`ConnectionStatus` and the backoff
 - ``event``: :class:`Event`, its decoder and the message types the client acts on
 - ``errors``: the errors it raises
 - ``feed`` and ``cache``: the queue behind ``async for``, and ``latest()``/``recent()``
-- ``publish``: :func:`publish` over urllib
+- ``publish``: :func:`publish`, the admin broadcast route over urllib (not the client
+  messages of :meth:`RealtimeClient.publish`, sent on the WebSocket)
 
 Every public name is imported from ``sanic_realtime.client`` itself.
 """
 
 from __future__ import annotations
 
+from ..protocol import PresenceData as PresenceData
+from ..protocol import PresenceUser as PresenceUser
+from ..protocol import Sender as Sender
 from .cache import data_matches as data_matches
 from .core import RealtimeClient
-from .errors import GaveUp, RealtimeClientError, Refused, RequestFailed, ServerClosed
+from .errors import (
+    Dropped,
+    GaveUp,
+    NoReply,
+    RealtimeClientError,
+    Refused,
+    RequestFailed,
+    ServerClosed,
+)
 from .event import Event
 from .event import Handler as Handler
 from .publish import DEFAULT_BROADCAST_PATH as DEFAULT_BROADCAST_PATH
@@ -47,8 +61,10 @@ from .status import backoff as backoff
 
 __all__ = [
     "ConnectionStatus",
+    "Dropped",
     "Event",
     "GaveUp",
+    "NoReply",
     "RealtimeClient",
     "RealtimeClientError",
     "Refused",

@@ -52,10 +52,10 @@ class EventCache:
         kept.append(event)
 
     def note(self, event: Event) -> None:
-        """Any message dispatched: an event or an ``initial_state`` becomes its channel's
-        latest (and the latest of its type)."""
+        """Any message dispatched: an event (client messages included) or an
+        ``initial_state`` becomes its channel's latest (and the latest of its type)."""
         channel = event.channel
-        if channel is not None and (event.id is not None or event.type == INITIAL_STATE):
+        if channel is not None and (event.is_event or event.type == INITIAL_STATE):
             self._latest[channel] = event
             self._latest_typed[(channel, event.type)] = event
 

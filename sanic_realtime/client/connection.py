@@ -17,7 +17,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from ..protocol import Ping, Subscribe
 from .errors import Fatal, GaveUp, Lost, RealtimeClientError, Redirect, Refused, Retry, describe
-from .event import CONNECTION_ESTABLISHED, decoder, encoder, logger
+from .event import CONNECTION_ESTABLISHED, Event, decoder, encoder, logger
 from .receive import CLOSE_HEARTBEAT, Receiver
 from .state import Pending
 from .status import backoff
@@ -135,7 +135,8 @@ class Connection(Receiver):
             self._ws = None
             self._welcome_left = 0
             pending, self._pending = self._pending, deque()
-            for item in pending:
+            by_ref, self._by_ref = self._by_ref, {}
+            for item in (*pending, *by_ref.values()):
                 if item.future is not None and not item.future.done():
                     item.future.set_exception(Lost())
                     item.future.exception()
@@ -236,6 +237,22 @@ class Connection(Receiver):
             raise Lost() from None
         assert pending.future is not None
         return await pending.future
+
+    async def _exchange(self, ws: ClientConnection, frame: bytes, pending: Pending) -> Event:
+        """Send a message with a ``ref`` and wait for the reply carrying it (or the
+        error for it: :class:`RequestFailed`); :class:`Lost` if the connection ends."""
+        assert pending.ref is not None and pending.future is not None
+        try:
+            async with self._send_lock:
+                self._by_ref[pending.ref] = pending
+                await ws.send(frame, text=True)
+            reply: Event = await pending.future
+            return reply
+        except ConnectionClosed:
+            raise Lost() from None
+        finally:
+            if self._by_ref.get(pending.ref) is pending:
+                del self._by_ref[pending.ref]
 
     async def _heartbeat(self, ws: ClientConnection) -> None:
         """Send a ``ping`` every ``ping_interval``; no message at all within

@@ -6,21 +6,31 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
+import msgspec
 from websockets.exceptions import InvalidURI
 from websockets.uri import parse_uri
 
-from ..protocol import CloseCode, Subscribe, Unsubscribe
+from ..protocol import (
+    CloseCode,
+    Presence,
+    PresenceData,
+    Publish,
+    PublishedData,
+    Subscribe,
+    Unsubscribe,
+)
 from .connection import Connection
-from .errors import Lost, RealtimeClientError
-from .event import Event, Handler
+from .errors import Dropped, Lost, NoReply, RealtimeClientError
+from .event import PRESENCE, PUBLISHED, Event, Handler, encoder, wire_type
 from .state import Pending, Token
 from .status import ConnectionStatus, StatusHandler
 
 __all__ = ["RealtimeClient"]
 
 _ABSENT: Any = object()
+_T = TypeVar("_T")
 
 
 class RealtimeClient(Connection):
@@ -29,7 +39,9 @@ class RealtimeClient(Connection):
     ``url`` is the server's general WebSocket route, ``ws://host:port{url_prefix}``
     (``/ws`` by default). ``channels`` and ``filters`` are the first subscription (more
     with :meth:`subscribe`). ``token`` is a JWT, or a function (sync or async) called
-    before every attempt, sent as ``Authorization: Bearer``.
+    before every attempt, sent as ``Authorization: Bearer``. ``request_timeout`` bounds
+    the wait for the reply to :meth:`presence` and :meth:`publish`, of which at most
+    ``max_pending_requests`` may await their replies at once.
     """
 
     def __init__(
@@ -50,6 +62,8 @@ class RealtimeClient(Connection):
         queue_size: int = 1000,
         max_message_size: int | None = 16 * 1024 * 1024,
         headers: Mapping[str, str] | None = None,
+        request_timeout: float = 10.0,
+        max_pending_requests: int = 100,
     ) -> None:
         try:
             parse_uri(url)
@@ -57,6 +71,8 @@ class RealtimeClient(Connection):
             raise ValueError(f"not a WebSocket URL (ws:// or wss://): {url!r} ({e})") from None
         if max_reconnect_attempts is not None and max_reconnect_attempts < 0:
             raise ValueError("max_reconnect_attempts must be >= 0 (None: unlimited)")
+        if max_pending_requests < 1:
+            raise ValueError("max_pending_requests must be >= 1")
         self.url = url
         self.token = token
         self.reconnect = reconnect
@@ -70,6 +86,8 @@ class RealtimeClient(Connection):
         self.queue_size = queue_size
         self.max_message_size = max_message_size
         self.headers = dict(headers or {})
+        self.request_timeout = request_timeout
+        self.max_pending_requests = max_pending_requests
 
         super().__init__(queue_size)
         if channels:
@@ -95,9 +113,10 @@ class RealtimeClient(Connection):
         return list(self._subs)
 
     def on(self, type: str, callback: Handler) -> Callable[[], None]:
-        """Call ``callback(event)`` (sync or async) for each message of ``type``; ``"*"``
-        for all. Returns a function that removes the callback. Callbacks run in order,
-        in the reading task: a slow one slows reading."""
+        """Call ``callback(event)`` (sync or async) for each message of ``type`` (an event
+        type, or a control message such as ``presence_join``, ``presence_leave``,
+        ``initial_state``); ``"*"`` for all. Returns a function that removes the callback.
+        Callbacks run in order, in the reading task: a slow one slows reading."""
         self._handlers.setdefault(type, []).append(callback)
         return lambda: self._remove(self._handlers.get(type, []), callback)
 
@@ -209,6 +228,83 @@ class RealtimeClient(Connection):
             self._recovered.pop(name, None)
         return removed
 
+    async def presence(self, channel: str, *, timeout: float | None = None) -> PresenceData:
+        """Who is subscribed to ``channel``, a presence channel this client subscribes to
+        (any channel, with the admin role), on every worker: ``users`` (each with
+        ``user_id``, ``role``, ``connections`` and ``since``; None when the channel lists
+        no users, ``presence.list: false``), ``count`` (distinct users), ``anonymous``
+        (connections without a user) and ``truncated`` (True when ``users`` holds only
+        the first of ``count``, else ``msgspec.UNSET``, which is false): the protocol's
+        :class:`~sanic_realtime.protocol.PresenceData`, as ``Realtime.presence()`` gives
+        it on the server. Raises :class:`RequestFailed` with the server's code
+        (``forbidden``: not subscribed; ``no_presence``; ``unknown_channel``, ...), or
+        :class:`NoReply` (not connected, connection lost, no reply within ``timeout``
+        seconds, default ``request_timeout``)."""
+        reply = await self._ask(lambda ref: Presence(channel=channel, ref=ref), PRESENCE, timeout)
+        return _reply_data(reply, PresenceData)
+
+    async def publish(
+        self, channel: str, event: str, data: Any = None, *, timeout: float | None = None
+    ) -> str | None:
+        """Send a client message of type ``event`` to the subscribers of ``channel`` (its
+        ``client_messages``; this client must subscribe to it). Returns the event's id
+        when the channel keeps ``event`` in history, None for an ephemeral type (delivered
+        live, never replayed). Raises :class:`Dropped` (a :class:`RequestFailed`, code
+        ``dropped``) when the channel's message handler dropped it, :class:`RequestFailed`
+        with the server's code when refused (``forbidden``, ``unknown_type``,
+        ``message_too_large``, ``rate_limited``, ``busy``, ``handler_failed``,
+        ``handler_timeout``, ``invalid_message``, an app's own, ...), :class:`NoReply`
+        when no reply came (``connection_lost``, ``request_timeout``: it may have been
+        sent) or it was not sent (``not_connected``, ``too_many_requests``)."""
+        reply = await self._ask(
+            lambda ref: Publish(channel=channel, event=event, data=data, ref=ref),
+            PUBLISHED,
+            timeout,
+        )
+        result = _reply_data(reply, PublishedData)
+        if result.dropped is True:
+            raise Dropped(
+                "dropped", f"the server's handler of {event!r} on {channel!r} dropped the message"
+            )
+        return result.id
+
+    async def _ask(
+        self, build: Callable[[str], Presence | Publish], expect: str, timeout: float | None
+    ) -> Event:
+        """Send the message ``build(ref)`` makes and return its reply (of type ``expect``),
+        matched by ``ref``."""
+        message = build(f"r{next(self._refs)}")
+        kind, ref = wire_type(type(message)), message.ref
+        assert ref is not None
+        frame = encoder.encode(message)  # data that is not JSON: raises here, nothing sent
+        ws = self._ws
+        if ws is None:
+            raise NoReply("not_connected", f"not connected ({self._status.state}): {kind} not sent")
+        if self._asking >= self.max_pending_requests:
+            raise NoReply(
+                "too_many_requests",
+                f"{self._asking} requests await their replies (max_pending_requests): "
+                f"{kind} not sent",
+            )
+        pending = Pending(type(message), asyncio.get_running_loop().create_future(), ref=ref)
+        wait = self.request_timeout if timeout is None else timeout
+        self._asking += 1
+        try:
+            reply = await asyncio.wait_for(self._exchange(ws, frame, pending), wait)
+        except asyncio.TimeoutError:  # not the built-in TimeoutError on Python 3.10
+            raise NoReply("request_timeout", f"no reply to {kind} within {wait:g}s") from None
+        except Lost:
+            raise NoReply(
+                "connection_lost", f"the connection ended before the reply to {kind}"
+            ) from None
+        finally:
+            self._asking -= 1
+        if reply.type != expect:
+            raise RealtimeClientError(
+                "protocol_error", f"the server answered {kind} with {reply.type!r}"
+            )
+        return reply
+
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._iterate()
 
@@ -227,3 +323,12 @@ class RealtimeClient(Connection):
                 yield event
         finally:
             feed.leave()
+
+
+def _reply_data(reply: Event, into: type[_T]) -> _T:
+    try:
+        return msgspec.convert(reply.data, into)
+    except msgspec.ValidationError as e:
+        raise RealtimeClientError(
+            "protocol_error", f"the server's {reply.type} reply is not one: {e}"
+        ) from None

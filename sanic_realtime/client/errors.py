@@ -7,7 +7,15 @@ import contextlib
 import msgspec
 from websockets.exceptions import ConnectionClosed
 
-__all__ = ["GaveUp", "RealtimeClientError", "Refused", "RequestFailed", "ServerClosed"]
+__all__ = [
+    "Dropped",
+    "GaveUp",
+    "NoReply",
+    "RealtimeClientError",
+    "Refused",
+    "RequestFailed",
+    "ServerClosed",
+]
 
 
 class RealtimeClientError(Exception):
@@ -60,8 +68,23 @@ class _ErrorBody(msgspec.Struct):
 
 
 class RequestFailed(RealtimeClientError):
-    """The server answered a ``subscribe`` or ``unsubscribe`` with an ``error`` message
-    (``unknown_channel``, ``unknown_filter``, ``bad_filter_value``, ``forbidden``, ...)."""
+    """The server answered a request (``subscribe``, ``unsubscribe``, ``presence``,
+    ``publish``) with an ``error`` message: ``code`` is the server's (``unknown_channel``,
+    ``bad_filter_value``, ``forbidden``, ``no_presence``, ``unknown_type``,
+    ``rate_limited``, ...). The request had no effect."""
+
+
+class Dropped(RequestFailed):
+    """A :meth:`~sanic_realtime.client.RealtimeClient.publish` the server accepted but
+    did not send: the channel's message handler dropped it (``published`` with
+    ``dropped: true``). Code ``dropped``."""
+
+
+class NoReply(RealtimeClientError):
+    """A ``presence`` or ``publish`` request got no answer. Either it was not sent
+    (``not_connected``, ``too_many_requests``: ``max_pending_requests`` are waiting), or
+    what became of it is unknown (``connection_lost`` before the reply,
+    ``request_timeout``): a publish may have reached the subscribers all the same."""
 
 
 class ServerClosed(RealtimeClientError):

@@ -62,7 +62,7 @@ class Receiver(ClientState):
                     "realtime client: ignoring a message that is not an envelope: %s", reason
                 )
                 continue
-            if message.id is not None:
+            if message.is_event:
                 await self._deliver(message)
             else:
                 await self._control(message)
@@ -92,6 +92,13 @@ class Receiver(ClientState):
     async def _control(self, message: Event) -> None:
         kind = message.type
         data = message.data if isinstance(message.data, dict) else {}
+        if message.ref is not None:  # the reply to a presence or publish
+            pending = self._by_ref.pop(message.ref, None)
+            if pending is not None:
+                self._answer(pending, message, data)
+            else:  # its caller stopped waiting (timeout, cancelled)
+                logger.debug("realtime client: %s for %r, no longer awaited", kind, message.ref)
+            return
         if kind in (SUBSCRIBED, PONG) or (
             (kind == UNSUBSCRIBED and "reason" not in data)
             or (kind == ERROR and data.get("code") not in UNSOLICITED_ERRORS)
@@ -152,11 +159,24 @@ class Receiver(ClientState):
             if not self._welcome_left:
                 self._connected()
 
+    @staticmethod
+    def _answer(pending: Pending, message: Event, data: dict[str, Any]) -> None:
+        """A reply matched by its ref: the request's result is the reply itself."""
+        future = pending.future
+        if future is None or future.done():
+            return
+        if message.type == ERROR:
+            future.set_exception(RequestFailed(str(data.get("code")), str(data.get("message"))))
+        else:
+            future.set_result(message)
+
     async def _deliver(self, event: Event) -> None:
         channel = event.channel
         if channel is not None:
-            assert event.id is not None
-            self._last_ids[channel] = event.id
+            # A client message not kept in history (id None) is no resume point: the
+            # server could not replay from it.
+            if event.id is not None:
+                self._last_ids[channel] = event.id
             self._cache.keep(event, self.cache_size)
         await self._dispatch(event)
 

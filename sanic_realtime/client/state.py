@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -13,7 +14,7 @@ from typing import Any, TypeAlias
 
 from websockets.asyncio.client import ClientConnection
 
-from ..protocol import Ping, Subscribe, Unsubscribe
+from ..protocol import Ping, Presence, Publish, Subscribe, Unsubscribe
 from .cache import EventCache
 from .errors import RealtimeClientError
 from .event import Handler, call_handler, logger
@@ -27,15 +28,19 @@ Token: TypeAlias = "str | Callable[[], str | Awaitable[str]] | None"
 
 @dataclass
 class Pending:
-    """A client message awaiting its reply (the server answers in order)."""
+    """A client message awaiting its reply: matched by its ``ref`` when it has one
+    (``presence``, ``publish``: their replies may come out of order), else in order (the
+    server answers the messages without a ref in the order they came)."""
 
-    kind: type[Subscribe | Unsubscribe | Ping]
+    kind: type[Subscribe | Unsubscribe | Ping | Presence | Publish]
     future: asyncio.Future[Any] | None = None
     #: subscribe: the channels asked for and their filter
     channels: list[str] = field(default_factory=list)
     filter: dict[str, Any] | None = None
     #: sent while (re)connecting: the connection counts as up once all of these answered
     welcome: bool = False
+    #: the message's ``ref``: its reply carries it
+    ref: str | None = None
 
 
 class ClientState:
@@ -55,6 +60,8 @@ class ClientState:
     queue_size: int
     max_message_size: int | None
     headers: dict[str, str]
+    request_timeout: float
+    max_pending_requests: int
 
     def __init__(self, queue_size: int) -> None:
         #: channel -> filter: what to (re)subscribe on every connection
@@ -71,6 +78,11 @@ class ClientState:
         #: sends and the replies they wait for stay in one order
         self._send_lock = asyncio.Lock()
         self._pending: deque[Pending] = deque()
+        #: ref -> the request awaiting its reply (at most ``max_pending_requests``)
+        self._by_ref: dict[str, Pending] = {}
+        self._refs = itertools.count(1)
+        #: presence and publish calls under way (sending, or awaiting their replies)
+        self._asking = 0
         self._client_info: tuple[str | None, str | None, tuple[str, ...]] = (None, None, ())
         self._closed_by: tuple[int, str] | None = None
         #: the reader has recorded why the connection ended
