@@ -569,6 +569,269 @@ async def test_unsolicited_messages_are_dispatched_not_taken_as_replies(
     assert not [t for kind, t in browser.console if kind == "warning"], browser.console
 
 
+# ------------------------------------------------------------------ presence, client messages
+
+#: A presence channel that takes client messages: typing is ephemeral, chat kept in history.
+ROOMS: dict[str, Any] = {
+    "logs": {},
+    "rooms.{room}": {
+        "presence": {"leave_delay": "300ms"},
+        "client_messages": {"types": ["typing", "chat"], "history": ["chat"]},
+    },
+}
+
+#: ``window[name]``: a second client in the page, connected with a fixed token; what its
+#: ``on("*")`` gets goes to ``rt[name]``. Returns its client id.
+SECOND = """
+async (_client, [name, tokenValue, channels]) => {
+  const { RealtimeClient } = await import("/ws/client.js");
+  const rt = window.rt;
+  rt[name] = [];
+  const client = (window[name] = new RealtimeClient("/ws", { token: tokenValue, channels }));
+  client.on("*", (m) => rt[name].push(m));
+  await client.connect();
+  return client.getConnectionStatus().clientId;
+}
+"""
+
+#: Requests of ``window.client`` whose outcomes go to ``rt.settled`` ({ok} or {error}).
+SETTLED = """
+(client, [kind, count, ...args]) => {
+  const rt = window.rt;
+  rt.settled = rt.settled ?? [];
+  for (let i = 0; i < count; i++) {
+    client[kind](...args).then(
+      (ok) => rt.settled.push({ ok }),
+      (e) => rt.settled.push({ error: rt.err(e) }),
+    );
+  }
+}
+"""
+
+
+def change(kind: str, user: str) -> str:
+    """A predicate: ``rt.events`` has a ``kind`` (presence_join, presence_leave) of ``user``."""
+    return f"window.rt.events.some((m) => m.type === '{kind}' && m.data.user_id === '{user}')"
+
+
+async def test_presence_and_client_messages_between_two_clients(
+    serve: Any, browser: ClientPage
+) -> None:
+    """Alice and Bob (two clients of one page) on a presence channel that takes client
+    messages: presence_join reaches Alice; presence() lists both; publish() of an
+    ephemeral type reaches Bob with ``from`` and ``id: null`` (no resume point) and
+    resolves ``{id: null}``, of a history type resolves its id (Bob's resume point), one
+    the handler drops resolves ``{id: null, dropped: true}``; replies that come out of
+    order (a chat waits for its handler) each settle their own request (by ref);
+    refusals reject with the server's code; presence_leave follows Bob's disconnect."""
+    realtime = jwt_realtime(channels=ROOMS)
+    release = asyncio.Event()
+
+    @realtime.on_message("rooms.{room}", "chat")
+    async def chat_handler(conn: Any, channel: str, params: dict[str, str], data: Any) -> Any:
+        if data.get("wait"):
+            await release.wait()
+        return None if data.get("drop") else data
+
+    server = await serve(realtime, with_page)
+    await browser.open(f"http://127.0.0.1:{server.port}")
+    refused = await browser.run(
+        """async () => {
+            const { RealtimeClient } = await import("/ws/client.js");
+            return new RealtimeClient("/ws").presence("rooms.a");
+        }"""
+    )
+    assert refused["error"]["code"] == "not_connected"
+    await browser.create("/ws", token_fn=token("alice", "member"), channels=["rooms.a"])
+    alice = (await browser.connect())["ok"]["clientId"]
+    bob = await browser.run(SECOND, ["bob", token("bob", "guest"), ["rooms.a"]])
+    bob_id = bob["ok"]
+    await browser.wait(change("presence_join", "bob"))
+    (join,) = [m for m in await browser.events("presence_join") if m["data"]["user_id"] == "bob"]
+    assert join == {
+        "type": "presence_join",
+        "channel": "rooms.a",
+        "timestamp": join["timestamp"],
+        "data": {"user_id": "bob", "role": "guest"},
+    }
+
+    who = await browser.run("(client) => client.presence('rooms.a')")
+    present = who["ok"]
+    users = sorted(present.pop("users"), key=lambda u: u["user_id"])
+    assert present == {"count": 2, "anonymous": 0}
+    assert [(u["user_id"], u["role"], u["connections"]) for u in users] == [
+        ("alice", "member", 1),
+        ("bob", "guest", 1),
+    ]
+    assert all(u["since"].endswith("Z") for u in users)
+
+    # An ephemeral type: id null, not a resume point.
+    position = (await browser.value("window.bob.getConnectionStatus()"))["lastIds"]["rooms.a"]
+    sent = await browser.run("(client) => client.publish('rooms.a', 'typing', {on: true})")
+    assert sent == {"ok": {"id": None}}
+    await browser.wait("window.rt.bob.some((m) => m.type === 'typing')")
+    (typing,) = [m for m in await browser.value("window.rt.bob") if m["type"] == "typing"]
+    assert typing == {
+        "type": "typing",
+        "channel": "rooms.a",
+        "id": None,
+        "timestamp": typing["timestamp"],
+        "data": {"on": True},
+        "from": {"user_id": "alice", "client_id": alice},
+    }
+    status = await browser.value("window.bob.getConnectionStatus()")
+    assert status["lastIds"]["rooms.a"] == position
+    assert await browser.value("window.bob.latest('rooms.a')") is None
+
+    # A history type: its id, which becomes Bob's resume point.
+    sent = await browser.run("(client) => client.publish('rooms.a', 'chat', {text: 'hi'})")
+    chat_id = sent["ok"]["id"]
+    assert sent == {"ok": {"id": chat_id}} and chat_id.endswith(":1")
+    await browser.wait("window.rt.bob.some((m) => m.type === 'chat')")
+    (chat,) = [m for m in await browser.value("window.rt.bob") if m["type"] == "chat"]
+    assert (chat["id"], chat["data"], chat["from"]) == (
+        chat_id,
+        {"text": "hi"},
+        {"user_id": "alice", "client_id": alice},
+    )
+    status = await browser.value("window.bob.getConnectionStatus()")
+    assert status["lastIds"]["rooms.a"] == chat_id
+    assert (await browser.value("window.bob.latest('rooms.a')"))["id"] == chat_id
+
+    # Out of order: the chat's reply waits for its handler, the two requests sent after it
+    # are answered first; each promise gets its own reply.
+    await browser.run(
+        """(client) => {
+            const rt = window.rt;
+            rt.order = [];
+            const note = (name) => (value) => rt.order.push([name, value]);
+            const fail = (name) => (e) => rt.order.push([name, rt.err(e)]);
+            client.publish('rooms.a', 'chat', {wait: true}).then(note('chat'), fail('chat'));
+            client.presence('rooms.a').then((p) => p.count).then(note('presence'));
+            client.publish('rooms.a', 'typing', {on: false}).then(note('typing'));
+        }"""
+    )
+    await browser.wait("window.rt.order.length >= 2")
+    assert await browser.value("window.rt.order") == [["presence", 2], ["typing", {"id": None}]]
+    release.set()
+    await browser.wait("window.rt.order.length >= 3")
+    name, result = (await browser.value("window.rt.order"))[2]
+    assert name == "chat" and result["id"].endswith(":2"), result
+
+    # Dropped by the handler: nobody gets it (Bob's typing after it is the witness).
+    dropped = await browser.run("() => window.bob.publish('rooms.a', 'chat', {drop: true})")
+    assert dropped == {"ok": {"id": None, "dropped": True}}
+    sent = await browser.run("() => window.bob.publish('rooms.a', 'typing', {on: true})")
+    assert sent == {"ok": {"id": None}}
+    await browser.wait("window.rt.events.some((m) => m.type === 'typing')")
+    (from_bob,) = [m for m in await browser.events() if m["type"] in ("chat", "typing")]
+    assert (from_bob["type"], from_bob["id"], from_bob["from"]) == (
+        "typing",
+        None,
+        {"user_id": "bob", "client_id": bob_id},
+    )
+
+    # Refusals: the server's code and message.
+    refused = await browser.run("(client) => window.bob.publish('rooms.a', 'shout', {})")
+    assert refused["error"]["name"] == "RealtimeError"
+    assert refused["error"]["code"] == "unknown_type"
+    assert refused["error"]["message"] == (
+        "channel 'rooms.a' takes no 'shout' messages (it takes: typing, chat)"
+    )
+    refused = await browser.run("(client) => client.presence('rooms.b')")
+    assert refused["error"]["code"] == "forbidden"
+    assert refused["error"]["message"] == "subscribe to 'rooms.b' to see who is on it"
+    refused = await browser.run("(client) => client.publish('rooms.b', 'typing', {})")
+    assert refused["error"]["code"] == "forbidden"
+    await browser.run("(client) => client.subscribe('logs')")
+    refused = await browser.run("(client) => client.presence('logs')")
+    assert refused["error"]["code"] == "no_presence"
+    refused = await browser.run("(client) => client.presence('nope')")
+    assert refused["error"]["code"] == "unknown_channel"
+
+    # Bob leaves: presence_leave, leave_delay later; presence() follows.
+    await browser.run("async () => window.bob.disconnect()")
+    await browser.wait(change("presence_leave", "bob"))
+    who = await browser.run("(client) => client.presence('rooms.a')")
+    assert [u["user_id"] for u in who["ok"]["users"]] == ["alice"]
+    assert await browser.states() == ["connecting", "connected"]
+    assert not [t for kind, t in browser.console if kind == "warning"], browser.console
+
+
+async def test_requests_time_out_are_bounded_and_end_with_the_connection(
+    serve: Any, browser: ClientPage
+) -> None:
+    """presence() and publish() whose replies do not come (the proxy swallows the
+    server's bytes) reject after ``requestTimeout`` (request_timeout); past 1024 awaiting,
+    a new one is refused at once (too_many_requests); those awaiting when the connection
+    is lost reject with connection_lost, after disconnect() with disconnected, and no
+    timer is left behind."""
+    config = jwt_realtime(channels=ROOMS, client_rate_limit={"messages": 5000, "per": "1s"})
+    server = await serve(config, with_page)
+    async with Proxy(server.port) as proxy:
+        url = f"ws://127.0.0.1:{proxy.port}/ws"
+        await browser.open(f"http://127.0.0.1:{server.port}")
+        alice = token("alice", "member")
+        await browser.create(
+            url, token_fn=alice, channels=["rooms.a"], pingInterval=0, requestTimeout=400
+        )
+        await browser.connect()
+        assert (await browser.run("(client) => client.presence('rooms.a')"))["ok"]["count"] == 1
+        proxy.blackhole()
+        late = await browser.run("(client) => client.presence('rooms.a')")
+        assert late["error"]["code"] == "request_timeout"
+        assert late["error"]["message"] == (
+            "presence('rooms.a'): no reply within 400 ms (requestTimeout)"
+        )
+        late = await browser.run("(client) => client.publish('rooms.a', 'typing', {})")
+        assert late["error"]["code"] == "request_timeout"
+        assert late["error"]["message"].endswith("; whether it was sent is unknown")
+        await browser.run("async (client) => { client.disconnect(); window.rt.states = []; }")
+
+        # No time limit; a heartbeat that notices the silence.
+        await browser.create(
+            url,
+            token_fn=alice,
+            channels=["rooms.a"],
+            requestTimeout=0,
+            pingInterval=250,
+            pongTimeout=500,
+            minReconnectDelay=50,
+            maxReconnectDelay=100,
+        )
+        await browser.connect()
+        proxy.blackhole()
+        await browser.run(SETTLED, ["presence", 1024, "rooms.a"])
+        refused = await browser.run("(client) => client.presence('rooms.a')")
+        assert refused["error"]["code"] == "too_many_requests"
+        assert refused["error"]["message"] == (
+            "presence('rooms.a'): 1024 requests already await their reply (at most 1024)"
+        )
+        await browser.wait("window.rt.settled.length >= 1024")
+        settled = await browser.value("window.rt.settled")
+        assert {s["error"]["code"] for s in settled} == {"connection_lost"}
+        assert settled[0]["error"]["message"] == (
+            "presence('rooms.a'): the connection ended before its reply"
+        )
+        states = await browser.wait_connected(2)
+        assert states[2]["lastError"]["code"] == "heartbeat_timeout"
+        again = await browser.run("(client) => client.presence('rooms.a')")
+        assert again["ok"]["count"] == 1
+
+        proxy.blackhole()
+        await browser.run("(client) => { window.rt.settled = []; }")
+        await browser.run(SETTLED, ["publish", 3, "rooms.a", "chat", {"text": "lost?"}])
+        await browser.run("async (client) => client.disconnect()")
+        await browser.wait("window.rt.settled.length >= 3")
+        settled = await browser.value("window.rt.settled")
+        assert [s["error"]["code"] for s in settled] == ["disconnected"] * 3
+        assert settled[0]["error"]["message"] == (
+            "publish('chat' to 'rooms.a'): disconnect() was called before its reply; "
+            "whether it was sent is unknown"
+        )
+        assert await browser.value("window.rt.liveTimers()") == 0
+
+
 # ------------------------------------------------------------------ restarts
 
 

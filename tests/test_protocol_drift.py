@@ -38,6 +38,21 @@ from sanic_realtime.protocol import (
     CloseCode,
     EventEnvelope,
     LossReason,
+    Ping,
+    Presence,
+    PresenceChangeData,
+    PresenceData,
+    PresenceReply,
+    PresenceUser,
+    Publish,
+    Published,
+    PublishedData,
+    Refresh,
+    Sender,
+    Subscribe,
+    Subscribed,
+    Unsubscribe,
+    Unsubscribed,
 )
 
 from .conftest import BASE, LiveServer
@@ -177,8 +192,20 @@ def dts_union(name: str) -> set[Scalar]:
 
 
 def dts_fields(interface: str) -> set[str]:
-    text, _ = block(DTS_CODE, f"export interface {interface}<D = any> {{", DTS_PATH)
+    """The fields of ``export interface <interface> ... {...}`` (generic or not)."""
+    match = re.search(rf"export interface {interface}\b[^{{]*\{{", DTS_CODE)
+    assert match, f"client.d.ts has no `export interface {interface}`"
+    text, _ = block(DTS_CODE[match.start() :], match.group(0), DTS_PATH)
     return set(re.findall(r"^\s*(\w+)\??:", text, re.M))
+
+
+def wire_fields(struct: type[msgspec.Struct]) -> list[str]:
+    """A Struct's fields as they go on the wire (``from``, not ``from_``)."""
+    return [f.encode_name for f in msgspec.structs.fields(struct)]
+
+
+def tag(struct: type[msgspec.Struct]) -> str:
+    return str(struct.__struct_config__.tag)
 
 
 def line_of(source: str, index: int) -> int:
@@ -375,7 +402,7 @@ def test_dts_declares_the_js_protocol() -> None:
 def test_dts_messages_are_shaped_as_the_protocols() -> None:
     """The envelope's fields are EventEnvelope's; every message type the d.ts names is a
     control type or the clients' own resume_failed."""
-    fields = [f.name for f in msgspec.structs.fields(EventEnvelope)]
+    fields = wire_fields(EventEnvelope)
     same(
         "the envelope's fields",
         "client.d.ts RealtimeMessage",
@@ -397,6 +424,64 @@ def test_dts_messages_are_shaped_as_the_protocols() -> None:
         "the Python client (RESUME_FAILED)",
         [RESUME_FAILED],
     )
+
+
+#: client.d.ts interface -> the Struct whose data it types.
+DATA_INTERFACES: dict[str, type[msgspec.Struct]] = {
+    "Sender": Sender,
+    "PresenceUser": PresenceUser,
+    "PresenceData": PresenceData,
+    "PresenceChange": PresenceChangeData,
+    "PublishResult": PublishedData,
+}
+
+
+@pytest.mark.parametrize("interface", DATA_INTERFACES)
+def test_dts_data_interfaces_are_the_protocols(interface: str) -> None:
+    """What presence() and publish() resolve with, presence_join/leave's data and an
+    event's ``from`` have the fields of the server's Structs."""
+    struct = DATA_INTERFACES[interface]
+    same(
+        f"{interface}'s fields",
+        f"client.d.ts {interface}",
+        dts_fields(interface),
+        f"protocol {struct.__name__}",
+        wire_fields(struct),
+    )
+
+
+#: The reply the server sends to each client message (an ``error`` may answer any).
+REPLIES: dict[type[msgspec.Struct], type[msgspec.Struct]] = {
+    Subscribe: Subscribed,
+    Unsubscribe: Unsubscribed,
+    Presence: PresenceReply,
+    Publish: Published,
+}
+
+
+def test_js_awaits_the_protocols_replies_by_ref() -> None:
+    """realtime.js's REPLY table pairs each request it sends with the server's reply
+    to it, and every request it sends goes through ``_request`` (which gives it a ref):
+    only ping (answered by any message) is sent without one, and refresh not at all."""
+    protocol = js_protocol()
+    match = re.search(r"const REPLY = Object\.freeze\(\{(.*?)\}\);", JS_CODE, re.S)
+    assert match, "realtime.js has no `const REPLY = Object.freeze({...});`"
+    pairs = re.findall(r"\[SEND\.(\w+)\]:\s*MSG\.(\w+)", match.group(1))
+    table = {
+        protocol["clientMessages"][send]: protocol["serverMessages"][reply] for send, reply in pairs
+    }
+    want = {tag(request): tag(reply) for request, reply in REPLIES.items()}
+    same("request -> reply", "realtime.js REPLY", table.items(), "the server", want.items())
+    for reply in REPLIES.values():
+        assert "ref" in wire_fields(reply), f"{reply.__name__} does not echo ref"
+    sent = set(re.findall(r"type:\s*SEND\.(\w+)", JS_CODE))
+    requested = {name for name, value in protocol["clientMessages"].items() if value in table}
+    assert sent - requested == {"PING"}, f"sent without a reply to await: {sent - requested}"
+    assert requested <= sent, f"never sent: {requested - sent}"
+    assert tag(Refresh) not in {protocol["clientMessages"][n] for n in sent}
+    assert tag(Ping) == protocol["clientMessages"]["PING"]
+    request, _ = block(JS_CODE, "_request(message, request) {", JS_PATH)
+    assert "ref" in request, "realtime.js's _request sends no ref"
 
 
 # --------------------------------------------------------------------------- the two clients

@@ -14,10 +14,15 @@ export type ServerMessageType =
   | "initial_state"
   | "pong"
   | "error"
-  | "messages_dropped";
+  | "messages_dropped"
+  | "presence"
+  | "published"
+  | "presence_join"
+  | "presence_leave";
 
 /** The `type` of each message a client sends. */
-export type ClientMessageType = "subscribe" | "unsubscribe" | "ping" | "refresh";
+export type ClientMessageType =
+  "subscribe" | "unsubscribe" | "ping" | "refresh" | "presence" | "publish";
 
 /**
  * Every close code the server sends (docs/protocol.md, "Close codes"), and 4000, the
@@ -47,7 +52,13 @@ export type InBandErrorCode =
   | "auth_disabled"
   | "anonymous"
   | "backplane_unavailable"
-  | "initial_state_failed";
+  | "initial_state_failed"
+  | "message_too_large"
+  | "rate_limited"
+  | "busy"
+  | "handler_failed"
+  | "handler_timeout"
+  | "no_presence";
 
 /**
  * The `error.code` of an HTTP refusal before the upgrade (docs/protocol.md, "Refusals").
@@ -66,6 +77,7 @@ export type HttpErrorCode =
   | "bad_since"
   | "too_many_subscriptions"
   | "too_many_channels"
+  | "no_presence"
   | "authorize_failed"
   | "unauthorized"
   | "invalid_token"
@@ -97,7 +109,11 @@ export type ClientErrorCode =
   | "invalid_token"
   | "not_general_route"
   | "gave_up"
-  | "disconnected";
+  | "disconnected"
+  | "not_connected"
+  | "too_many_requests"
+  | "request_timeout"
+  | "connection_lost";
 
 /** Why the server lost events before they reached it (messages_dropped's `reason`). */
 export type LossReason = "backplane_gap" | "history_reset";
@@ -114,6 +130,10 @@ export declare const PROTOCOL: {
     readonly PONG: "pong";
     readonly ERROR: "error";
     readonly MESSAGES_DROPPED: "messages_dropped";
+    readonly PRESENCE: "presence";
+    readonly PUBLISHED: "published";
+    readonly PRESENCE_JOIN: "presence_join";
+    readonly PRESENCE_LEAVE: "presence_leave";
   };
   /** The `type` of each client message. */
   readonly clientMessages: {
@@ -121,6 +141,8 @@ export declare const PROTOCOL: {
     readonly UNSUBSCRIBE: "unsubscribe";
     readonly PING: "ping";
     readonly REFRESH: "refresh";
+    readonly PRESENCE: "presence";
+    readonly PUBLISH: "publish";
   };
   /** The close codes the client acts on. */
   readonly closeCodes: {
@@ -149,6 +171,14 @@ export type Filter = Record<string, FilterValue>;
 export type TokenSource =
   string | (() => string | null | undefined | Promise<string | null | undefined>);
 
+/** Who sent a client message: stamped by the server, never taken from the sender. */
+export interface Sender {
+  /** The sender's user; null without authentication. */
+  user_id: string | null;
+  /** The sender's connection (its ConnectionStatus.clientId). */
+  client_id: string;
+}
+
 /**
  * A message from the server: an event (it has `channel` and `id`) or a control message.
  * Every server message has this shape.
@@ -156,20 +186,34 @@ export type TokenSource =
 export interface RealtimeMessage<D = any> {
   /** The event type given to publish, or a control message type. */
   type: string;
-  /** Events and `initial_state` only. */
+  /** Events, `initial_state`, `presence`, `presence_join` and `presence_leave` only. */
   channel?: string;
-  /** Events only: opaque, strictly increasing per channel; what a resume sends back. */
-  id?: string;
+  /**
+   * Events only: opaque, strictly increasing per channel; what a resume sends back. Null
+   * for a client message of a type the channel does not keep in history (never a resume
+   * point: the client does not record it).
+   */
+  id?: string | null;
   /** UTC, RFC 3339 with milliseconds. */
   timestamp?: string;
   data: D;
+  /** Client messages only (events a client sent with publish()): the sender. */
+  from?: Sender;
 }
 
-/** A published event: always has `channel` and `id`. */
+/**
+ * A published event: always has `channel` and `id`. `id` is a string but for a client
+ * message of a type not kept in history (null); a client message has `from`.
+ */
 export interface RealtimeEvent<D = any> extends RealtimeMessage<D> {
   channel: string;
-  id: string;
+  id: string | null;
   timestamp: string;
+}
+
+/** An event a client sent with publish(): it has `from`. */
+export interface ClientMessageEvent<D = any> extends RealtimeEvent<D> {
+  from: Sender;
 }
 
 /** `initial_state`: the channel's current state, sent after subscribing. */
@@ -198,6 +242,57 @@ export interface ErrorMessage extends RealtimeMessage<{
   channels?: string[];
 }> {
   type: "error";
+}
+
+/** A user whose connection is subscribed to a presence channel (`presence` query). */
+export interface PresenceUser {
+  user_id: string;
+  /** The user's primary role, or null. */
+  role: string | null;
+  /** The user's connections subscribed to the channel, on every worker. */
+  connections: number;
+  /** Present since (the first join): UTC, RFC 3339 with milliseconds. */
+  since: string;
+}
+
+/** What presence() resolves with: who is subscribed to the channel, on every worker. */
+export interface PresenceData {
+  /** The users; null when the channel's presence has `list: false` (counts only). */
+  users: PresenceUser[] | null;
+  /** Distinct users present. */
+  count: number;
+  /** Connections without a user. */
+  anonymous: number;
+  /** Set when `users` holds only the first of `count` users. */
+  truncated?: true;
+}
+
+/** The data of `presence_join` and `presence_leave`. */
+export interface PresenceChange {
+  user_id: string;
+  role: string | null;
+}
+
+/**
+ * `presence_join`: a user's first connection subscribed to a presence channel;
+ * `presence_leave`: their last one left it (`leave_delay` ago). Sent to every subscriber
+ * of the channel (with `presence.events`); no id, never replayed.
+ */
+export interface PresenceChangeMessage extends RealtimeMessage<PresenceChange> {
+  type: "presence_join" | "presence_leave";
+  channel: string;
+  timestamp: string;
+}
+
+/**
+ * What publish() resolves with (the `published` reply's data): the message was accepted.
+ * - `{id: "epoch:n"}`: a type kept in history: its event id;
+ * - `{id: null}`: an ephemeral type, delivered live only;
+ * - `{id: null, dropped: true}`: the channel's message handler dropped it (nobody got it).
+ */
+export interface PublishResult {
+  id: string | null;
+  dropped?: true;
 }
 
 /** The server removed channels by itself (after a token refresh): `reason` says why. */
@@ -291,6 +386,8 @@ export interface RealtimeClientOptions {
   pongTimeout?: number;
   /** ms for one attempt, up to "connected": the token, the handshake, connection_established and the subscriptions' replies; 0: no limit. Default 10000. */
   connectTimeout?: number;
+  /** ms a presence() or publish() waits for its reply before it rejects with "request_timeout"; 0: no limit. Default 10000. */
+  requestTimeout?: number;
 }
 
 /** The reply to a subscribe. */
@@ -310,11 +407,13 @@ export interface UnsubscribedData {
 }
 
 /**
- * An error of the server (its code, e.g. "unknown_channel", "forbidden", "unknown_filter")
- * or of the client: "connection_failed", "connection_closed", "connect_timeout",
- * "closed_1007", "closed_1008", "closed_1009" (a close the client does not retry),
- * "heartbeat_timeout", "token_failed", "invalid_token", "not_general_route", "gave_up",
- * "disconnected".
+ * An error of the server (its code, e.g. "unknown_channel", "forbidden", "unknown_filter",
+ * or a message handler's own code for a refused publish()) or of the client:
+ * "connection_failed", "connection_closed", "connect_timeout", "closed_1007",
+ * "closed_1008", "closed_1009" (a close the client does not retry), "heartbeat_timeout",
+ * "token_failed", "invalid_token", "not_general_route", "gave_up", "disconnected"; and for
+ * presence() and publish(): "not_connected", "too_many_requests", "request_timeout",
+ * "connection_lost".
  */
 export declare class RealtimeError extends Error {
   constructor(
@@ -355,14 +454,41 @@ export declare class RealtimeClient {
   subscribe(channels: string | string[], filter?: Filter | null): Promise<SubscribedData | null>;
   /** Unsubscribe ("all": every channel) and forget the channels. Null when not connected. */
   unsubscribe(channels: string | string[]): Promise<UnsubscribedData | null>;
+  /**
+   * Who is subscribed to a presence channel this client is subscribed to (an admin: any).
+   * Rejects with a RealtimeError: the server's code ("forbidden": not subscribed,
+   * "no_presence", "unknown_channel", ...), or "not_connected" (only while connected),
+   * "too_many_requests" (1024 requests already await their reply), "request_timeout",
+   * "connection_lost" or "disconnected" (the connection ended before the reply).
+   * @throws TypeError for a channel that is not a non-empty string.
+   */
+  presence(channel: string): Promise<PresenceData>;
+  /**
+   * Send a client message of type `event` to the channel's subscribers (this client must
+   * be subscribed; the channel's `client_messages` must take `event`). They get it as an
+   * event with `from` (and `id: null` for a type not kept in history); the sender does not
+   * unless the channel has `echo: true`. Resolves once the server accepted it (see
+   * PublishResult). Rejects with a RealtimeError: the server's code ("forbidden",
+   * "unknown_type", "message_too_large", "rate_limited", "busy", "handler_failed",
+   * "handler_timeout", "invalid_message", "unknown_channel", "invalid_channel", or a
+   * handler's own), or the client's as presence(); after "request_timeout",
+   * "connection_lost" or "disconnected" whether it was sent is unknown (it is not resent).
+   * @throws TypeError for a bad channel or event, or data that JSON.stringify rejects.
+   */
+  publish(channel: string, event: string, data?: unknown): Promise<PublishResult>;
 
   on(type: "initial_state", handler: (message: InitialStateMessage) => void): () => void;
   on(type: "messages_dropped", handler: (message: MessagesDroppedMessage) => void): () => void;
   on(type: "error", handler: (message: ErrorMessage) => void): () => void;
   on(type: "unsubscribed", handler: (message: UnsubscribedMessage) => void): () => void;
   on(type: "resume_failed", handler: (message: ResumeFailedMessage) => void): () => void;
+  on(type: "presence_join", handler: (message: PresenceChangeMessage) => void): () => void;
+  on(type: "presence_leave", handler: (message: PresenceChangeMessage) => void): () => void;
   on(type: "*", handler: (message: AnyMessage) => void): () => void;
-  /** An event type (as published), or a control message type. Returns a remover. */
+  /**
+   * An event type (as published, or as a client sent it: then with `from`), or a control
+   * message type. Returns a remover.
+   */
   on<D = any>(type: string, handler: (event: RealtimeEvent<D>) => void): () => void;
 
   /**

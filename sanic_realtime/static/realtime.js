@@ -5,6 +5,12 @@
 //   client.on("log_update", (event) => console.log(event.data));
 //   await client.connect();
 //
+//   // A presence channel with client messages (the server's config says which):
+//   await client.subscribe("rooms.a");
+//   client.on("presence_join", (m) => console.log(m.data.user_id, "joined"));
+//   const { users, count } = await client.presence("rooms.a");
+//   await client.publish("rooms.a", "typing", { on: true }); // {id: null}: not kept
+//
 // The wire protocol is described in docs/protocol.md; this client speaks it over the
 // general route ({url_prefix}, e.g. /ws) and subscribes with `subscribe` messages, so the
 // server's refusals of a subscription arrive in-band with their code and message.
@@ -22,10 +28,14 @@ const DEFAULTS = Object.freeze({
   pingInterval: 30000,
   pongTimeout: 10000,
   connectTimeout: 10000,
+  requestTimeout: 10000,
 });
 
 /** The longest delay setTimeout accepts (2**31 - 1 ms); longer ones fire at once. */
 const MAX_TIMER_MS = 2147483647;
+
+/** Requests awaiting their reply at most: presence() and publish() refuse one more. */
+const MAX_PENDING = 1024;
 
 /**
  * The wire protocol's names, as docs/protocol.md (and the server's
@@ -44,6 +54,10 @@ export const PROTOCOL = Object.freeze({
     PONG: "pong",
     ERROR: "error",
     MESSAGES_DROPPED: "messages_dropped",
+    PRESENCE: "presence",
+    PUBLISHED: "published",
+    PRESENCE_JOIN: "presence_join",
+    PRESENCE_LEAVE: "presence_leave",
   }),
   /** The `type` of each client message. */
   clientMessages: Object.freeze({
@@ -51,6 +65,8 @@ export const PROTOCOL = Object.freeze({
     UNSUBSCRIBE: "unsubscribe",
     PING: "ping",
     REFRESH: "refresh",
+    PRESENCE: "presence",
+    PUBLISH: "publish",
   }),
   /** The close codes this client acts on. */
   closeCodes: Object.freeze({
@@ -79,6 +95,17 @@ const SEND = PROTOCOL.clientMessages;
 const CLOSE = PROTOCOL.closeCodes;
 const ERR = PROTOCOL.errorCodes;
 
+/** The reply to each request this client sends; an `error` may answer any of them. */
+const REPLY = Object.freeze({
+  [SEND.SUBSCRIBE]: MSG.SUBSCRIBED,
+  [SEND.UNSUBSCRIBE]: MSG.UNSUBSCRIBED,
+  [SEND.PRESENCE]: MSG.PRESENCE,
+  [SEND.PUBLISH]: MSG.PUBLISHED,
+});
+
+/** Requests whose promise resolves with the reply's data and rejects on any failure. */
+const ASKS = new Set([SEND.PRESENCE, SEND.PUBLISH]);
+
 /** Close codes after which reconnecting cannot help (1008 only with a fixed token). */
 const FATAL_CLOSE = new Set([CLOSE.INVALID_DATA, CLOSE.POLICY, CLOSE.TOO_BIG]);
 
@@ -91,7 +118,9 @@ const CLOSE_TIMEOUT = CLOSE.HEARTBEAT;
  * Server codes are those of docs/protocol.md (e.g. `unknown_channel`, `forbidden`).
  * The client's own codes: `connection_failed`, `connection_closed`, `closed_1007`,
  * `closed_1008`, `closed_1009`, `connect_timeout`, `heartbeat_timeout`, `token_failed`,
- * `invalid_token`, `not_general_route`, `gave_up`, `disconnected`.
+ * `invalid_token`, `not_general_route`, `gave_up`, `disconnected`, and for presence()
+ * and publish(): `not_connected`, `too_many_requests`, `request_timeout`,
+ * `connection_lost`.
  */
 export class RealtimeError extends Error {
   /**
@@ -142,6 +171,7 @@ export class RealtimeClient {
       "pingInterval",
       "pongTimeout",
       "connectTimeout",
+      "requestTimeout",
     ]) {
       if (typeof o[key] !== "number" || !(o[key] >= 0)) {
         throw new TypeError(`RealtimeClient: ${key} must be a number >= 0 (milliseconds)`);
@@ -173,8 +203,13 @@ export class RealtimeClient {
     this._statusListeners = new Set();
     /** Promises of connect() waiting for "connected". */
     this._waiters = [];
-    /** Requests awaiting their reply, oldest first (the server answers in order). */
-    this._pending = [];
+    /**
+     * Requests awaiting their reply, by the `ref` each was sent with (oldest first). The
+     * server echoes the ref on the reply; it may answer out of order (a publish waits
+     * for the channel's message handler, the requests sent after it do not).
+     */
+    this._pending = new Map();
+    this._refs = 0; // refs given so far: the next is `r${this._refs + 1}`
 
     this._state = "disconnected";
     this._attempt = 0; // failed attempts in a row
@@ -242,7 +277,7 @@ export class RealtimeClient {
       this._closeCode = CLOSE.NORMAL;
       this._closeReason = "";
     }
-    this._settlePending();
+    this._settlePending(true);
     // Taken before the listeners run: a listener may call connect() again.
     const waiters = this._waiters.splice(0);
     this._setState("disconnected");
@@ -321,10 +356,55 @@ export class RealtimeClient {
   }
 
   /**
+   * Who is subscribed to `channel`, a presence channel this client is subscribed to (or
+   * any, for an admin). Resolves with the `presence` reply's data: `{users, count,
+   * anonymous}` (`users`: `[{user_id, role, connections, since}]`, or null when the
+   * channel does not list them; `truncated: true` when it holds only the first of
+   * `count`). Rejects with a RealtimeError: the server's code (`forbidden`: not
+   * subscribed; `no_presence`; `unknown_channel`...), or the client's: `not_connected`,
+   * `request_timeout` (no reply within requestTimeout), `too_many_requests`,
+   * `connection_lost` / `disconnected` (the connection ended first).
+   * @param {string} channel
+   * @returns {Promise<{users: object[]|null, count: number, anonymous: number, truncated?: true}>}
+   */
+  presence(channel) {
+    const name = checkChannel(channel, "presence(channel)");
+    return this._ask({ type: SEND.PRESENCE, channel: name }, `presence('${name}')`);
+  }
+
+  /**
+   * Send a client message: an event of type `event` to the subscribers of `channel`,
+   * which this client must be subscribed to and whose `client_messages` take `event`.
+   * The server stamps it with `from` (the sender's user_id and client_id); the sender
+   * does not get it back unless the channel has `echo: true`. Resolves with the
+   * `published` reply's data: `{id: "epoch:n"}` for a type kept in history, `{id: null}`
+   * for an ephemeral one, `{id: null, dropped: true}` when the channel's message handler
+   * dropped it (nobody got it). Rejects with a RealtimeError: the server's code
+   * (`forbidden`, `unknown_type`, `message_too_large`, `rate_limited`, `busy`,
+   * `handler_failed`, `handler_timeout`, `invalid_message`, or a handler's own), or the
+   * client's, as presence() does; after `request_timeout`, `connection_lost` or
+   * `disconnected` whether the message went out is unknown (it is not sent again).
+   * @param {string} channel
+   * @param {string} event
+   * @param {unknown} [data] any JSON (default null)
+   * @returns {Promise<{id: string|null, dropped?: true}>}
+   */
+  publish(channel, event, data = null) {
+    const name = checkChannel(channel, "publish(channel)");
+    if (typeof event !== "string" || event === "")
+      throw new TypeError("publish(channel, event): event must be a non-empty string");
+    return this._ask(
+      { type: SEND.PUBLISH, channel: name, event, data },
+      `publish('${event}' to '${name}')`,
+    );
+  }
+
+  /**
    * Call `handler(message)` for each message of `type`, or of every type with "*":
-   * events, `initial_state`, `messages_dropped`, the server's unsolicited `error` and
-   * `unsubscribed`, and the client's `resume_failed`. A handler that throws is logged
-   * with console.error; the others still run.
+   * events (client messages among them, with `from`), `initial_state`,
+   * `messages_dropped`, `presence_join`, `presence_leave`, the server's unsolicited
+   * `error` and `unsubscribed`, and the client's `resume_failed`. A handler that throws
+   * is logged with console.error; the others still run.
    * @param {string} type
    * @param {(message: object) => void} handler
    * @returns {() => void} removes the handler
@@ -593,7 +673,9 @@ export class RealtimeClient {
       case MSG.PONG:
         return;
       case MSG.SUBSCRIBED:
-        this._reply(message, SEND.SUBSCRIBE);
+      case MSG.PRESENCE:
+      case MSG.PUBLISHED:
+        this._reply(message);
         return;
       case MSG.UNSUBSCRIBED:
         if (data.reason !== undefined && data.reason !== null) {
@@ -604,19 +686,26 @@ export class RealtimeClient {
           }
           this._dispatch(message);
         } else {
-          this._reply(message, SEND.UNSUBSCRIBE);
+          this._reply(message);
         }
         return;
       case MSG.ERROR:
-        if (data.code === ERR.INITIAL_STATE_FAILED || this._pending.length === 0)
+        // Without a ref it answers no request: initial_state_failed, say.
+        if (data.code === ERR.INITIAL_STATE_FAILED || typeof message.ref !== "string")
           this._dispatch(message);
-        else this._reply(message, null);
+        else this._reply(message);
+        return;
+      case MSG.PRESENCE_JOIN:
+      case MSG.PRESENCE_LEAVE:
+        this._dispatch(message);
         return;
       case MSG.CONNECTION_ESTABLISHED:
         console.warn("sanic-realtime: ignored a second connection_established:", message);
         return;
       default:
         if (typeof message.channel === "string") {
+          // An event; `id: null`: a client message of a type the channel does not keep
+          // in history. It is no resume point (nor the channel's latest).
           if (typeof message.id === "string") {
             this._lastIds.set(message.channel, message.id);
             this._latest.set(message.channel, message);
@@ -628,15 +717,31 @@ export class RealtimeClient {
     }
   }
 
-  /** Match a reply with the oldest pending request. `kind` null: an error reply. */
-  _reply(message, kind) {
-    const request = this._pending.shift();
-    if (request === undefined || (kind !== null && request.kind !== kind)) {
-      if (request !== undefined) this._pending.unshift(request);
-      console.warn("sanic-realtime: a reply that matches no request:", message);
+  /** Match a reply (or an error with a ref) with its request, by the ref it echoes. */
+  _reply(message) {
+    const ref = message.ref;
+    const request = typeof ref === "string" ? this._pending.get(ref) : undefined;
+    if (request === undefined) {
+      // A ref no request has: the answer to a presence() or publish() that timed out
+      // (its promise has rejected). No ref at all: the answer to nothing this client sent.
+      if (typeof ref !== "string" || !isOurRef(ref, this._refs)) {
+        console.warn("sanic-realtime: a reply that matches no request:", message);
+      }
       return;
     }
+    if (message.type !== MSG.ERROR && message.type !== REPLY[request.kind]) {
+      console.warn(`sanic-realtime: a ${message.type} reply to a ${request.kind}:`, message);
+      return;
+    }
+    this._pending.delete(ref);
     const data = isObject(message.data) ? message.data : {};
+    if (ASKS.has(request.kind)) {
+      clearTimeout(request.timer);
+      if (message.type !== MSG.ERROR) request.resolve(data);
+      else
+        request.reject(new RealtimeError(String(data.code ?? "error"), String(data.message ?? "")));
+      return;
+    }
     if (message.type === MSG.ERROR) {
       const error = new RealtimeError(String(data.code ?? "error"), String(data.message ?? ""));
       if (request.batch) {
@@ -710,10 +815,57 @@ export class RealtimeClient {
     }
   }
 
-  /** Send a request and queue it for its reply. */
+  /** Send a request with a new ref, and record it to await its reply. Returns the ref. */
   _request(message, request) {
-    this._pending.push(request);
-    this._send(message);
+    const ref = `r${++this._refs}`;
+    this._pending.set(ref, request);
+    this._send({ ...message, ref });
+    return ref;
+  }
+
+  /**
+   * presence() and publish(): a request whose promise resolves with the reply's data, and
+   * rejects with the server's error, after requestTimeout, or when the connection ends.
+   */
+  _ask(message, what) {
+    if (!this._live) {
+      return Promise.reject(
+        new RealtimeError(
+          "not_connected",
+          `${what}: the client is ${this._state}; call it once connected`,
+        ),
+      );
+    }
+    if (this._pending.size >= MAX_PENDING) {
+      return Promise.reject(
+        new RealtimeError(
+          "too_many_requests",
+          `${what}: ${this._pending.size} requests already await their reply (at most ${MAX_PENDING})`,
+        ),
+      );
+    }
+    try {
+      JSON.stringify(message); // here, rather than in the socket's send: throws TypeError
+    } catch (error) {
+      throw new TypeError(`${what}: data must be JSON-serializable (${describe(error)})`);
+    }
+    return new Promise((resolve, reject) => {
+      const request = { kind: message.type, what, resolve, reject, timer: null };
+      const ref = this._request(message, request);
+      const ms = this._options.requestTimeout;
+      if (!(ms > 0 && ms <= MAX_TIMER_MS)) return; // 0 or Infinity: no limit
+      request.timer = setTimeout(() => {
+        if (this._pending.get(ref) !== request) return;
+        this._pending.delete(ref);
+        const unknown = request.kind === SEND.PUBLISH ? "; whether it was sent is unknown" : "";
+        reject(
+          new RealtimeError(
+            "request_timeout",
+            `${what}: no reply within ${ms} ms (requestTimeout)${unknown}`,
+          ),
+        );
+      }, ms);
+    });
   }
 
   _send(message) {
@@ -898,13 +1050,31 @@ export class RealtimeClient {
   }
 
   /**
-   * Requests without a reply when the connection ends: they stay recorded (a
-   * subscription is made at the next connect), so their promises resolve null.
+   * Requests without a reply when the connection ends. Subscriptions stay recorded (made
+   * at the next connect), so their promises resolve null; presence() and publish()
+   * reject: `disconnected` after disconnect() (`byDisconnect`), else `connection_lost`.
    */
-  _settlePending() {
-    const pending = this._pending.splice(0);
+  _settlePending(byDisconnect = false) {
+    const pending = [...this._pending.values()];
+    this._pending.clear();
     this._batch = 0;
     for (const request of pending) {
+      if (ASKS.has(request.kind)) {
+        clearTimeout(request.timer);
+        const unknown = request.kind === SEND.PUBLISH ? "; whether it was sent is unknown" : "";
+        request.reject(
+          byDisconnect
+            ? new RealtimeError(
+                "disconnected",
+                `${request.what}: disconnect() was called before its reply${unknown}`,
+              )
+            : new RealtimeError(
+                "connection_lost",
+                `${request.what}: the connection ended before its reply${unknown}`,
+              ),
+        );
+        continue;
+      }
       if (request.kind === SEND.UNSUBSCRIBE) {
         for (const name of request.names) this._forget(name);
       }
@@ -988,6 +1158,19 @@ function checkChannels(channels, what, emptyOk) {
   }
   if (!emptyOk && list.length === 0) throw new TypeError(`${what} needs at least one channel`);
   return [...new Set(list)];
+}
+
+function checkChannel(channel, what) {
+  if (typeof channel !== "string" || channel === "") {
+    throw new TypeError(`${what} must be a channel name`);
+  }
+  return channel;
+}
+
+/** Whether `ref` is one this client gave (r1 .. r<refs>). */
+function isOurRef(ref, refs) {
+  const match = /^r([0-9]+)$/.exec(ref);
+  return match !== null && Number(match[1]) >= 1 && Number(match[1]) <= refs;
 }
 
 function checkFilter(filter) {
