@@ -257,7 +257,12 @@ def add_websocket_routes(bp: Blueprint, parts: Parts) -> None:
             logger.exception("realtime connection %s failed", conn.id)
             hub.abort(conn, CloseCode.SERVER_ERROR, "server error")
         finally:
+            code, reason = conn.close_code, conn.close_reason
             hub.unregister(conn)
+            if code is not None:
+                # The hub chose a close (4008 from a fan-out, say) that it starts on the
+                # next loop iteration: start it now, or wait_closed() would say 1000.
+                socket.abort(code, reason)
             # Sanic closes TCP when the handler returns: not before the handshake ends.
             await socket.wait_closed()
 
