@@ -68,7 +68,15 @@ CLIENT_DIR = Path(python_client.__file__).parent
 UNDESCRIBED_CLOSES = {CloseCode.PROTOCOL_ERROR, CloseCode.HEARTBEAT}
 #: The error codes the two clients give for the same failure (docs/clients.md), besides
 #: ``closed_<code>`` for the closes neither retries.
-SHARED_CLIENT_CODES = {"not_general_route", "gave_up"}
+SHARED_CLIENT_CODES = {
+    "not_general_route",
+    "gave_up",
+    # presence() and publish() (docs/clients.md)
+    "not_connected",
+    "too_many_requests",
+    "request_timeout",
+    "connection_lost",
+}
 
 Scalar = str | int
 
@@ -260,7 +268,7 @@ def js_client_codes(protocol: dict[str, dict[str, Scalar]]) -> set[str]:
 
 def python_client_codes() -> set[str]:
     """The codes the Python client gives its own errors (first arguments in its source)."""
-    makers = {"RealtimeClientError", "GaveUp", "RequestFailed"}
+    makers = {"RealtimeClientError", "GaveUp", "RequestFailed", "NoReply"}
     codes = {ServerClosed(int(code), "").code for code in FATAL_CLOSES}
     for path in CLIENT_DIR.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
