@@ -6,7 +6,9 @@
 2. an API gateway (gateway.py): ``providers``, ``requests``, ``stats`` (per window, throttled);
 3. monitoring (monitoring.py): ``system``, ``tasks``, ``alerts``;
 4. user management (users.py): ``users``, targeted per user and role, and each user's
-   private inbox ``users.<id>`` (a template with an authorize hook).
+   private inbox ``users.<id>`` (a template with an authorize hook);
+5. chat rooms (rooms.py): ``rooms.<room>``, with presence (who's here) and messages the
+   browsers publish themselves (typing, chat), checked by handlers.
 
 The dashboard (static/) uses the package's browser client, served at ``/ws/client.js``.
 Every channel and route is described in docs/demo.md.
@@ -32,6 +34,7 @@ from .common import Emitter, Pace
 from .gateway import WINDOWS, Gateway
 from .logs import COMPONENTS, LEVELS, LogAnalysis
 from .monitoring import Monitoring
+from .rooms import ROOMS, build_rooms
 from .users import Refused, UserStore, build_users, json_body, refusal
 
 HERE = Path(__file__).parent
@@ -71,6 +74,7 @@ def create_app(
     app.ctx.users = store
     app.blueprint(realtime.blueprint)
     app.blueprint(build_users(realtime, store, secret))
+    app.ctx.rooms = build_rooms(realtime, store)
     app.static("/static", STATIC, name="demo_static")
 
     pace = Pace(speed)
@@ -123,6 +127,7 @@ def create_app(
                 "windows": list(WINDOWS),
                 "severities": ["low", "medium", "high", "critical"],
                 "simulating": simulate,
+                "rooms": list(ROOMS),
             }
         )
 

@@ -659,6 +659,154 @@ async def test_inbox_and_task_detail_channels(ops: Console) -> None:
     assert not await ops.errors()
 
 
+# ---------------------------------------------------------------------- chat
+
+#: rooms.{room}'s presence.leave_delay (realtime.yaml) and how long a typing notice shows
+#: (TYPING_SHOWN, static/chat.js), in milliseconds.
+LEAVE_DELAY_MS = 3000
+TYPING_SHOWN_MS = 3000
+#: The usernames of the chat panel's "who's here" list, in the page.
+WHO = "[...document.querySelectorAll('[data-testid=chat-member]')].map((li) => li.dataset.username)"
+#: Records every change of the "who's here" list (window.whoSeen: the usernames after each).
+WATCH_WHO = """() => {
+  const list = document.querySelector("[data-testid=chat-who]");
+  const names = () => [...list.querySelectorAll("[data-testid=chat-member]")]
+    .map((li) => li.dataset.username);
+  window.whoSeen = [names()];
+  new MutationObserver(() => window.whoSeen.push(names()))
+    .observe(list, { childList: true, subtree: true, attributes: true });
+}"""
+
+
+@contextlib.asynccontextmanager
+async def another_console(ops: Console) -> AsyncIterator[Console]:
+    """A second page on the same server, in a browser context of its own (its own
+    sessionStorage: its own sign-in)."""
+    browser = ops.page.context.browser
+    assert browser is not None
+    context = await browser.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        console = Console(await context.new_page(), ops.server)
+        await console.open()
+        yield console
+        assert not console.page_errors, console.page_errors
+    finally:
+        await context.close()
+
+
+async def line_of(console: Console, text: str, timeout: float = WAIT_MS) -> dict[str, Any]:
+    """The chat line showing ``text`` (waits for it): its id, sender, classes and text."""
+    line = console.page.locator("[data-testid=chat-line]").filter(has_text=text)
+    await line.first.wait_for(timeout=timeout)
+    found: dict[str, Any] = await line.first.evaluate(
+        "(li) => ({id: li.dataset.id, username: li.dataset.username, mine:"
+        " li.classList.contains('mine'), earlier: li.classList.contains('earlier'),"
+        " from: li.querySelector('.from').textContent, text: li.innerText})"
+    )
+    return found
+
+
+async def test_chat_room_who_is_here_typing_and_lines(ops: Console) -> None:
+    """Alice and Bob, each in a page of their own, in the room rooms.ops: each sees the
+    other in "who's here" (a presence query, then presence_join); Bob types and Alice sees
+    "bob is typing…", which goes away TYPING_SHOWN after his last typing message, or at
+    once when his line comes; each sees the other's line with the sender's name (stamped
+    by the server's handler). A line sent while Alice's connection is dropped reaches her
+    when it resumes (chat lines are kept in history). Bob reloading his page never takes
+    him out of Alice's list (leave_delay); closing it does, after leave_delay."""
+    async with another_console(ops) as bob:
+        assert await bob.page.locator("[data-testid=panel-chat]").is_hidden()
+        await ops.login("alice", "alice")
+        await bob.login("bob", "bob")
+        for console, other in ((ops, "bob"), (bob, "alice")):
+            assert await console.page.locator("[data-testid=panel-chat]").is_visible()
+            assert await console.text("chat-channel") == "rooms.ops"
+            await console.wait(f"{WHO}.includes(arg)", other)
+            assert sorted(await console.value(WHO)) == ["alice", "bob"]
+            assert await console.text("chat-count") == "2"
+        assert "alice (you)" in await ops.text("chat-who")
+        assert "bob (you)" in await bob.text("chat-who")
+
+        # Bob types: Alice sees it (his page does not show his own), until it expires.
+        await bob.page.locator("[data-testid=chat-text]").press_sequentially("dep", delay=30)
+        await ops.wait_text("chat-typing", "^bob is typing…$")
+        assert (await bob.text("chat-typing")).strip() == ""
+        await ops.wait_text("chat-typing", "^$", timeout=LONG_MS)
+        log = await ops.value("window.demo.chat.log")
+        typed = [e["at"] for e in log if e["type"] == "typing"]
+        ended = [e for e in log if e["type"] == "typing_end"]
+        assert ended[-1]["reason"] == "expired", log
+        assert ended[-1]["at"] - typed[-1] >= TYPING_SHOWN_MS - 50, log
+
+        # He types on and sends (Enter): the line ends his typing at once on Alice's page.
+        await bob.page.locator("[data-testid=chat-text]").press_sequentially("loying v2")
+        await ops.wait_text("chat-typing", "^bob is typing…$")
+        await bob.page.press("[data-testid=chat-text]", "Enter")
+        line = await line_of(ops, "deploying v2")
+        assert (line["from"], line["username"], line["mine"]) == ("bob", "bob", False), line
+        assert line["id"] and line["id"] in await ops.received("rooms.ops"), line
+        assert (await line_of(bob, "deploying v2"))["mine"] is True  # echo: true
+        assert await bob.page.input_value("[data-testid=chat-text]") == ""
+        await ops.wait_text("chat-typing", "^$")
+        assert (await ops.value("window.demo.chat.log"))[-1]["reason"] == "line"
+
+        await ops.page.fill("[data-testid=chat-text]", "  on it  ")
+        await ops.page.click("[data-testid=chat-send]")
+        line = await line_of(bob, "on it")
+        assert (line["from"], line["mine"]) == ("alice", False), line
+        # An empty line is not sent; one the handler refuses shows its code.
+        refused = await bob.value(
+            """window.demo.client.publish("rooms.ops", "chat", {text: " "})
+                .then(() => null, (e) => e.code)"""
+        )
+        assert refused == "empty"
+        # Both pages show the same lines, in the same order.
+        ids = "[...document.querySelectorAll('[data-testid=chat-line]')].map((li) => li.dataset.id)"
+        assert await ops.value(ids) == await bob.value(ids) and len(await ops.value(ids)) == 2
+
+        # Alice's connection drops for 2 s; Bob's line of that moment reaches her on resume.
+        await ops.page.click("[data-testid=drop-connection]")
+        await ops.wait("window.demo.status().state === 'disconnected'")
+        await bob.page.fill("[data-testid=chat-text]", "while you were away")
+        await bob.page.press("[data-testid=chat-text]", "Enter")
+        away = await line_of(bob, "while you were away")
+        await ops.wait_text("drop-outcome", "replayed", timeout=LONG_MS)
+        status = await ops.wait_connected("alice")
+        assert status["recovered"].get("rooms.ops") is True, status
+        assert (await line_of(ops, "while you were away"))["id"] == away["id"]
+        assert await ops.value(ids) == await bob.value(ids)
+        await ops.wait(f"{WHO}.includes('bob') && {WHO}.includes('alice')")
+
+        # Bob reloads: Alice's list never loses him (he is back within leave_delay).
+        await ops.page.evaluate(WATCH_WHO)
+        reload_at = await ops.value("Date.now()")
+        await bob.page.reload()
+        await bob.page.wait_for_function("() => window.demo && window.demo.ready", timeout=WAIT_MS)
+        await bob.wait_connected("bob")
+        await bob.wait(f"{WHO}.includes('alice') && window.demo.chat.queries >= 1")
+        # His page shows the room's recent lines again (the initial state).
+        assert (await line_of(bob, "on it"))["earlier"] is True
+        # Alice's page is told nothing: no leave, no join (checked once his old connection's
+        # leave would have been due, and past).
+        await ops.wait("Date.now() >= arg", reload_at + LEAVE_DELAY_MS + 1000, timeout=LONG_MS)
+        seen = await ops.value("window.whoSeen")
+        assert all("bob" in names for names in seen), seen
+        changes = [e for e in await ops.value("window.demo.chat.log") if e["at"] >= reload_at]
+        assert not [e for e in changes if e["type"] in ("join", "leave")], changes
+        present = await ops.server.realtime.presence("rooms.ops")
+        assert sorted(u.connections for u in present.users or []) == [1, 1], present
+
+        # Bob closes his page: he leaves Alice's list, leave_delay later.
+        closed_at = await ops.value("Date.now()")
+        await bob.page.close()
+        await ops.wait(f"!{WHO}.includes('bob')", timeout=LONG_MS)
+        left = [e for e in await ops.value("window.demo.chat.log") if e["type"] == "leave"]
+        assert len(left) == 1 and left[0]["at"] - closed_at >= LEAVE_DELAY_MS - 100, left
+        assert await ops.value(WHO) == ["alice"]
+        assert await ops.text("chat-count") == "1"
+    assert not await ops.errors()
+
+
 # ---------------------------------------------------------------------- outage
 
 
@@ -826,10 +974,11 @@ LAYOUT_PROBLEMS = r"""(arg) => {
 @pytest.mark.parametrize("width", [1280, 1440])
 async def test_nothing_clipped_or_covered(ops: Console, width: int) -> None:
     """At 1280 and 1440 px wide, with live data and an alert's toast showing: no text of the
-    gateway stats, the broadcast form or the toasts is cut off (every element's content
-    fits its box; a field's value or placeholder, a select's chosen option fit the field),
-    the toasts are in the viewport, and they cover no panel (page at the top) and none of
-    the gateway stats figures (scrolled to the bottom, and to the middle, of the viewport)."""
+    gateway stats, the broadcast form, the toasts or the chat panel (a line with a long
+    word among its lines) is cut off (every element's content fits its box; a field's
+    value or placeholder, a select's chosen option fit the field), the toasts are in the
+    viewport, and they cover no panel (page at the top) and none of the gateway stats
+    figures (scrolled to the bottom, and to the middle, of the viewport)."""
     await ops.page.set_viewport_size({"width": width, "height": 900})
     await ops.login("admin", "admin")
     providers = len((await ops.http.get("/api/config")).json()["providers"])
@@ -844,10 +993,15 @@ async def test_nothing_clipped_or_covered(ops: Console, width: int) -> None:
     await ops.page.fill("[data-testid=bc-message]", "Maintenance window tonight at 22:00 UTC")
     await ops.page.click("[data-testid=bc-send]")
     await ops.wait_text("bc-result", "^sent ")
+    # A chat line with a long word: it wraps in the chat panel instead of overflowing.
+    await ops.wait("document.querySelectorAll('[data-testid=chat-member]').length === 1")
+    await ops.page.fill("[data-testid=chat-text]", f"see https://ops.example.com/{'x' * 180}")
+    await ops.page.press("[data-testid=chat-text]", "Enter")
+    await line_of(ops, "ops.example.com")
     for _ in range(6):
         await post_log(ops, "error", "billing")
     scopes = ["[data-testid=panel-gateway]", "[data-testid=broadcast-form]"]
-    scopes.append("[data-testid=toasts]")
+    scopes += ["[data-testid=toasts]", "[data-testid=panel-chat]"]
     figures = "[data-testid=gw-stats], [data-testid=panel-gateway] table"
     found = await ops.page.wait_for_function(
         LAYOUT_PROBLEMS, arg={"scopes": scopes, "figures": figures}, timeout=LONG_MS
@@ -871,7 +1025,26 @@ async def test_screenshot_of_a_full_console(ops: Console, tmp_path: Path) -> Non
     for _ in range(6):  # an anomaly, at once
         await post_log(ops, "error", "billing")
     await ops.page.click("[data-testid=start-task]")
+    # The chat room: alice (a second client in the page) and the admin.
+    response = await ops.http.post("/api/login", json={"username": "alice", "password": "alice"})
+    assert response.status_code == 200, response.text
+    await ops.value(
+        """(async () => {
+            const { RealtimeClient } = await import("/ws/client.js");
+            const client = new RealtimeClient("/ws", { token: arg, channels: ["rooms.ops"] });
+            window.aliceClient = client;
+            await client.connect();
+            const text = "payments-db failover done, replicas catching up";
+            await client.publish("rooms.ops", "chat", { text });
+        })()""",
+        response.json()["token"],
+    )
+    await line_of(ops, "failover done")
+    await ops.page.fill("[data-testid=chat-text]", "thanks, watching the error rate")
+    await ops.page.press("[data-testid=chat-text]", "Enter")
+    await line_of(ops, "watching the error rate")
     waits = [
+        "document.querySelectorAll('[data-testid=chat-member]').length === 2",
         "document.querySelectorAll('[data-testid=log-row]').length >= 14",
         "document.querySelectorAll('[data-testid=anomaly-card]').length >= 1",
         "document.querySelectorAll('[data-testid=request-item]').length >= 12",

@@ -257,6 +257,121 @@ async def test_user_events_reach_exactly_their_audience(demo: LiveServer) -> Non
             await ws.close()
 
 
+async def publish(
+    ws: Any, room: str, event: str, data: Any, ref: str, seen: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Send a client message; its reply (``published`` or ``error``), with its ref. What
+    arrives before the reply is appended to ``seen``."""
+    await ws.send(
+        json.dumps({"type": "publish", "channel": room, "event": event, "data": data, "ref": ref})
+    )
+    async with asyncio.timeout(5):
+        while True:
+            reply = await recv_json(ws)
+            if reply.get("ref") == ref:
+                return reply
+            if seen is not None:
+                seen.append(reply)
+
+
+async def test_chat_rooms_presence_typing_and_chat(demo: LiveServer) -> None:
+    """rooms.<room>: signed-in users only; the initial state names the users and brings
+    the room's recent lines; presence lists both users; typing (no id) and chat (an id,
+    the sender's username stamped by the handler, the text cleaned) reach the room, the
+    sender too (echo); an empty line and a bad body are refused with their codes, the
+    connection open; leaving is announced after leave_delay."""
+    http = demo.http
+    assert http is not None
+    alice, bob = await login(demo, "alice"), await login(demo, "bob")
+    alice_id = (await http.get("/api/me", headers=bearer(alice))).json()["user"]["id"]
+    config = (await http.get("/api/config")).json()
+    assert config["rooms"][0] == "ops" and "rooms.{room}" in config["templates"]
+    with pytest.raises(InvalidStatus) as refused:
+        async with demo.connect("/ws/rooms.ops"):
+            pass
+    assert refused.value.response.status_code == 403
+    with pytest.raises(InvalidStatus) as refused:
+        async with demo.connect("/ws/rooms.Not_A_Room", subprotocols=["bearer", alice]):
+            pass
+    assert refused.value.response.status_code == 400
+
+    room = "rooms.ops"
+    a = await demo.connect(f"/ws/{room}", subprotocols=["bearer", alice]).__aenter__()
+    try:
+        initial = await recv_until(a, "initial_state")
+        assert initial["data"]["room"] == "ops" and initial["data"]["recent"] == []
+        assert initial["data"]["users"][str(alice_id)] == "alice"
+        assert (await recv_until(a, "presence_join"))["data"]["user_id"] == str(alice_id)
+        async with demo.connect(f"/ws/{room}", subprotocols=["bearer", bob]) as b:
+            await recv_until(b, "initial_state")
+            joined = await recv_until(a, "presence_join")
+            bob_id = joined["data"]["user_id"]
+            assert joined["data"]["role"] == "user" and bob_id != str(alice_id)
+            await b.send(json.dumps({"type": "presence", "channel": room, "ref": "q1"}))
+            here = await recv_until(b, "presence")
+            assert here["ref"] == "q1" and here["data"]["count"] == 2
+            assert {u["user_id"] for u in here["data"]["users"]} == {str(alice_id), bob_id}
+
+            reply = await publish(b, room, "typing", {}, "t1")
+            assert reply["type"] == "published" and reply["data"]["id"] is None
+            typing = await recv_until(a, "typing")
+            assert typing["id"] is None and typing["data"] == {"username": "bob"}
+            assert typing["from"]["user_id"] == bob_id
+
+            echoed: list[dict[str, Any]] = []
+            text = "  db is \x07back\t up  "
+            reply = await publish(b, room, "chat", {"text": text}, "c1", echoed)
+            assert reply["type"] == "published" and reply["data"]["id"], reply
+            line = await recv_until(a, "chat")
+            assert line["id"] == reply["data"]["id"] and line["from"]["user_id"] == bob_id
+            assert line["data"] == {"text": "db is back  up", "username": "bob"}
+            assert [m["id"] for m in echoed if m["type"] == "chat"] == [line["id"]]  # echo: true
+
+            for data, code in (
+                ({"text": " \t "}, "empty"),
+                ({"text": "x" * 501}, "invalid_message"),
+                ({"words": "hi"}, "invalid_message"),
+            ):
+                error = await publish(b, room, "chat", data, "bad")
+                assert (error["type"], error["data"]["code"]) == ("error", code), error
+            error = await publish(b, room, "shout", {}, "bad2")
+            assert error["data"]["code"] == "unknown_type"
+            # At most 5 messages a second per connection: past it, rate_limited, until the
+            # bucket refills.
+            for attempt in range(40):
+                reply = await publish(b, room, "chat", {"text": "still here"}, f"c2-{attempt}")
+                if reply["type"] == "published":
+                    break
+                assert reply["data"]["code"] == "rate_limited", reply
+                await asyncio.sleep(0.1)
+            assert reply["data"]["id"], reply
+            burst = [f"r{i}" for i in range(10)]
+            for ref in burst:
+                message = {"type": "publish", "channel": room, "event": "typing", "data": {}}
+                await b.send(json.dumps({**message, "ref": ref}))
+            replies = {}
+            async with asyncio.timeout(5):
+                while len(replies) < len(burst):
+                    message = await recv_json(b)
+                    if message.get("ref") in burst:
+                        replies[message["ref"]] = message
+            codes = [r["data"]["code"] for r in replies.values() if r["type"] == "error"]
+            assert codes and set(codes) == {"rate_limited"}, replies
+
+        # A newcomer gets the recent lines in the initial state.
+        async with demo.connect(f"/ws/{room}", subprotocols=["bearer", bob]) as again:
+            recent = (await recv_until(again, "initial_state"))["data"]["recent"]
+            assert [(r["username"], r["text"]) for r in recent] == [
+                ("bob", "db is back  up"),
+                ("bob", "still here"),
+            ]
+        # Bob gone for good: one leave, after leave_delay (3 s).
+        leave = await recv_until(a, "presence_leave", timeout=10)
+        assert leave["data"]["user_id"] == bob_id
+    finally:
+        await a.close()
+
+
 async def test_user_routes_refuse_bad_input_clearly(demo: LiveServer) -> None:
     http = demo.http
     assert http is not None

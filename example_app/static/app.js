@@ -1,10 +1,12 @@
 // The ops console: every panel is fed by ONE RealtimeClient on the general route (/ws);
-// HTTP is used only for login/register, the user routes, tasks and the admin routes.
+// HTTP is used only for login/register, the user routes, tasks and the admin routes; the
+// chat (chat.js) sends its messages over the same WebSocket.
 //
 // Test hooks: window.demo (see the bottom of this file).
 
 import { RealtimeClient } from "/ws/client.js";
 import { ThroughputChart } from "./chart.js";
+import { ChatRoom } from "./chat.js";
 import { $, el, fmt, prependCapped, setText, toast, token } from "./dom.js";
 
 const LEVELS = ["debug", "info", "warn", "error", "critical"];
@@ -23,6 +25,7 @@ const state = {
   requestsPerSecond: null, // from the gateway stats, for the chart
   adminTimer: null,
   taskDetail: null, // the task whose own channel (tasks.<id>) is open
+  room: sessionStorage.getItem("demo.room"), // the chat room shown (rooms.<room>)
 };
 let dropping = false; // "Drop connection" is running
 
@@ -41,6 +44,9 @@ const demo = (window.demo = {
   marks: {},
   /** The signed-in user's inbox channel (users.<id>), or null. */
   inbox: null,
+  /** The chat room's channel (rooms.<room>) when signed in, or null; chat: its panel. */
+  room: null,
+  chat: null,
   /** Follow one task on its own channel, tasks.<id>, as a click on it does. */
   openTask: (id) => openTask(id),
   /** Ids of the tasks started with the button. */
@@ -162,6 +168,9 @@ function startClient() {
   // (or an admin) may subscribe to.
   demo.inbox = state.user ? `users.${state.user.id}` : null;
   if (demo.inbox) client.subscribe(demo.inbox);
+  // The chat room: presence, typing and chat lines (signed-in users only).
+  demo.room = state.user && state.room ? `rooms.${state.room}` : null;
+  if (demo.room) client.subscribe(demo.room);
   const filters = { logs: logFilter(), requests: requestFilter(), stats: statsFilter() };
   for (const [channel, filter] of Object.entries(filters)) client.subscribe(channel, filter);
 
@@ -177,9 +186,12 @@ function startClient() {
       if (client !== demo.client) return;
       showStatus(status);
       if (status.state === "failed") onFailed(status);
+      // Presence events are not replayed: ask who is here after every (re)connection.
+      if (status.state === "connected") demo.chat.refresh();
     }),
   ];
   resetPanels();
+  demo.chat.start(client, demo.room, state.user);
   showStatus(client.getConnectionStatus());
   return client.connect().then((status) => {
     if (client === demo.client && state.user?.role === "admin") refreshAdminStats();
@@ -429,6 +441,7 @@ const panels = {
 /** The panel of a template's instance: the user's inbox, the open task. */
 function templatePanel(channel) {
   if (channel === demo.inbox) return showInbox;
+  if (channel === demo.room) return (message) => demo.chat.onMessage(message);
   if (state.taskDetail && channel === `tasks.${state.taskDetail}`) return showTaskDetail;
   return null;
 }
@@ -643,6 +656,11 @@ function setupControls(config) {
     }),
   );
   $("task-detail-close").addEventListener("click", closeTask);
+
+  const rooms = config.rooms ?? ["ops"];
+  if (!rooms.includes(state.room)) state.room = rooms[0];
+  $("chat-room").replaceChildren(...rooms.map((r) => el("option", { value: r, selected: r === state.room }, r)));
+  $("chat-room").addEventListener("change", () => switchRoom($("chat-room").value));
   $("drop").addEventListener("click", dropConnection);
 }
 
@@ -651,6 +669,24 @@ function onLogFilter() {
   const label = Object.entries(filter).map(([k, v]) => `${k}=${v}`).join(" ") || "none";
   prependCapped($("log-rows"), el("tr", { class: "divider" }, el("td", { colspan: 5, class: "muted" }, `— filter: ${label} —`)), LOG_ROWS);
   resubscribe("logs", filter);
+}
+
+/** Leave the chat room shown and join `room` (the same client). */
+async function switchRoom(room) {
+  const client = demo.client;
+  const previous = demo.room;
+  state.room = room;
+  sessionStorage.setItem("demo.room", room);
+  if (!client || !state.user) return;
+  demo.room = `rooms.${room}`;
+  demo.chat.start(client, demo.room, state.user);
+  try {
+    if (previous && previous !== demo.room) await client.unsubscribe(previous);
+    await client.subscribe(demo.room);
+    if (client === demo.client) await demo.chat.refresh();
+  } catch (e) {
+    showError(`subscribe ${demo.room}`, e);
+  }
 }
 
 // ------------------------------------------------------------------ drop connection
@@ -713,6 +749,7 @@ function showIdentity() {
   $("login-form").hidden = Boolean(user);
   $("whoami").hidden = !user;
   $("panel-users").hidden = !user;
+  $("panel-chat").hidden = !user;
   const admin = user?.role === "admin";
   $("admin-users").hidden = !admin;
   $("admin-tools").hidden = !admin;
@@ -865,6 +902,7 @@ $("broadcast-form").addEventListener("submit", (e) => {
 
 async function main() {
   demo.chart = new ThroughputChart($("chart"));
+  demo.chat = new ChatRoom({ onError: showError });
   state.config = await api("GET", "/api/config");
   setupControls(state.config);
   if (state.token) {
