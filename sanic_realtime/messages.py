@@ -26,7 +26,7 @@ import contextlib
 import inspect
 import typing
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import msgspec
@@ -34,6 +34,7 @@ import msgspec
 from .config import ClientMessagesConfig
 from .exceptions import BadMessage, ClientError, ConfigError
 from .limits import TokenBucket
+from .log import logger
 
 __all__ = ["PENDING", "HandlerQueue", "MessageHandler", "MessageHandlers", "RateBuckets"]
 
@@ -103,9 +104,6 @@ class MessageHandlers:
 
     def get(self, key: str, event: str) -> MessageHandler | None:
         return self._handlers.get((key, event))
-
-    def __bool__(self) -> bool:
-        return bool(self._handlers)
 
 
 def data_size(data: Any) -> int:
@@ -181,7 +179,7 @@ async def run_handler(handler: MessageHandler, args: tuple[Any, ...], timeout: f
     try:
         result: Any = handler.call(*args)
         if inspect.isawaitable(result):
-            result = await asyncio.wait_for(_awaited(result), timeout)
+            result = await asyncio.wait_for(result, timeout)
     except ClientError:
         raise
     except TimeoutError:
@@ -189,8 +187,6 @@ async def run_handler(handler: MessageHandler, args: tuple[Any, ...], timeout: f
             f"the message handler did not answer within {timeout:g}s", code="handler_timeout"
         ) from None
     except Exception as e:
-        from .log import logger
-
         logger.exception("message handler %r failed", getattr(handler.call, "__name__", handler))
         raise BadMessage(
             f"the message handler failed ({type(e).__name__})", code="handler_failed"
@@ -198,7 +194,3 @@ async def run_handler(handler: MessageHandler, args: tuple[Any, ...], timeout: f
     if isinstance(result, msgspec.Struct):
         result = msgspec.to_builtins(result)
     return result
-
-
-async def _awaited(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable

@@ -6,8 +6,8 @@ stays listed (``connections: 0``) for the channel's ``leave_delay``: a connectio
 same user that joins meanwhile (a page reload) cancels the leave, and nothing is
 announced. Connections without a user are counted (``anonymous``), never listed.
 
-:class:`PresenceTable` is the whole truth in one process (the memory backplane) and
-each worker's own share of it with Redis (what it re-registers after an outage).
+:class:`PresenceTable` is the whole truth in one process (the memory backplane; with
+Redis it lives in Redis, see ``backplanes/redis/presence.py``).
 """
 
 from __future__ import annotations
@@ -132,16 +132,6 @@ class PresenceTable:
         for channel, ch in self._channels.items():
             if ch.users:
                 yield channel, len(ch.users)
-
-    def entries(self) -> Iterator[tuple[str, str | None, str | None, int]]:
-        """(channel, user or None, role, connections) of every member with connections,
-        anonymous ones as one entry per channel: what a worker re-registers."""
-        for channel, ch in self._channels.items():
-            for user_id, m in ch.users.items():
-                if m.connections:
-                    yield channel, user_id, m.role, m.connections
-            if ch.anonymous:
-                yield channel, None, None, ch.anonymous
 
     def snapshot(self, channel: str, listed: bool, limit: int = LIST_MAX) -> PresenceData:
         return presence_data(

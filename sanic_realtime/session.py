@@ -195,7 +195,7 @@ class Session:
                 f"(it takes: {', '.join(spec.types)})",
                 code="unknown_type",
             )
-        roles = spec.roles if spec.roles is not None else None
+        roles = spec.roles
         if self.verifier is not None and roles is not None and not conn.roles & set(roles):
             raise Forbidden(
                 f"sending {message.event!r} to {channel!r} needs one of the roles "

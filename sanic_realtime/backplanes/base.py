@@ -65,6 +65,8 @@ class Backplane(abc.ABC):
         self._presence = PresenceTable()
         self._presence_timer: asyncio.TimerHandle | None = None
         self._presence_at = 0.0
+        #: channel -> its presence settings (set by the hub), for leaves announced later
+        self._catalog: Callable[[str], PresenceConfig | None] | None = None
 
     def attach(self, local: Local) -> None:
         """Called once by the hub before :meth:`start`."""
@@ -224,9 +226,6 @@ class Backplane(abc.ABC):
         upcoming = self._presence.next_due()
         if upcoming is not None:
             self._schedule_leaves(upcoming)
-
-    #: channel -> its presence settings (set by the hub), for leaves announced later
-    _catalog: Callable[[str], PresenceConfig | None] | None = None
 
     def reset_presence(self) -> None:
         """Forget every member and pending leave (at stop)."""

@@ -101,8 +101,6 @@ class RedisPresence:
         self._scripts: dict[str, Any] = {}
         #: when (loop time) a pending leave of this worker's is due: a sweep then
         self._sweep_at: float | None = None
-        #: workers this one reaped
-        self.reaped = 0
 
     def start(self) -> None:
         redis = self._conn.redis
@@ -252,7 +250,6 @@ class RedisPresence:
             keys=[self._nodes], args=[int(now * 1000), self._base, ""]
         )
         if reaped:
-            self.reaped += len(reaped)
             logger.warning("presence: workers gone, their members removed: %s", reaped)
         if self._resync:
             await self._reregister()
