@@ -93,6 +93,7 @@ Usage
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import dataclasses
 import os
@@ -108,7 +109,7 @@ from harness import report, runner, servers
 from harness.report import Col
 from harness.runner import Row
 from harness.servers import RedisProbe, Server
-from harness.target import Run, Target
+from harness.target import Run, Step, Target
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -198,6 +199,30 @@ def make_target(
     )
 
 
+async def steady(
+    args: argparse.Namespace, started: list[Target], steps: dict[str, list[Step]]
+) -> None:
+    """``--steady-rounds`` rounds; in each, every server in turn publishes
+    ``--steady-rate`` events/s for ``--steady-seconds`` (rotating order)."""
+    live = [(n, t) for n, t in zip(args.setups, started, strict=True) if not t.problems]
+    for i in range(args.steady_rounds):
+        shift = i % len(live) if live else 0
+        for name, target in live[shift:] + live[:shift]:
+            await asyncio.sleep(0.5)
+            step = await target.steady(
+                args.steady_rate, args.steady_seconds, args.sample_every, args.grace
+            )
+            steps.setdefault(name, []).append(step)
+            print(
+                f"  steady {target.label:<24} N={target.clients} {args.steady_rate:g} ev/s "
+                f"round {i + 1}: achieved {step.achieved:.1f}, p50 {step.pct(0.5) * 1000:.2f} ms, "
+                f"p99 {step.pct(0.99) * 1000:.2f} ms, max {step.pct(1.0) * 1000:.1f} ms, "
+                f"lost {step.lost}, srv {step.srv_cpu:.0%}"
+                + (f" PROBLEM {step.problem}" if step.problem else ""),
+                flush=True,
+            )
+
+
 async def bench_clients(
     clients: int,
     args: argparse.Namespace,
@@ -205,6 +230,7 @@ async def bench_clients(
     targets: list[Target],
     prefix: str,
     probe: RedisProbe | None,
+    steps: dict[str, list[Step]],
 ) -> None:
     events = options.events_for(args, clients)
     buffer_size = options.buffer_for(args, events)
@@ -213,38 +239,61 @@ async def bench_clients(
         for n in args.setups
     ]
 
+    many: dict[str, bool] = {}
+
     async def publish_only(row: Row, target: Target, run: Run) -> None:
+        batch = args.batch if row.concurrency == 1 and many.get(row.key) else 0
         try:
-            await target.publish_only(args.publish_events, row.yield_every, run)
+            await target.publish_only(
+                args.publish_events, row.yield_every, run, row.concurrency, batch
+            )
         except Exception as e:
             raise RuntimeError(f"publish only: {e!r}") from e
 
     def note(run: Run) -> str:
         evalsha = f", evalsha {run.evalsha_us:.1f} us/call" if run.evalsha_us is not None else ""
-        return f" | publish only {run.publish_only:,.0f} events/s{evalsha}"
+        text = f" | publish only {run.publish_only:,.0f} events/s{evalsha}"
+        if run.publish_many is not None:
+            text += f" | publish_many {run.publish_many:,.0f} events/s"
+        return text
 
     async with runner.serving(started, targets):
-        for t in started:
+        for name, t in zip(args.setups, started, strict=True):
             if not t.problems:
                 sizes = ", ".join(f"pid {pid}: {g.size}" for pid, g in sorted(t.groups.items()))
                 print(f"  {t.label:<24} N={clients}: clients per worker process: {sizes}")
+                served = await t.server.info()
+                many[name] = bool(served.get("publish_many"))
+                print(
+                    f"  {t.label:<24} imports {served.get('package')} "
+                    f"(publish_many: {'yes' if many[name] else 'no'})"
+                )
         for every in args.yield_every:
-            block = [Row(n, SETUPS[n].label, clients, events, every) for n in args.setups]
-            rows.extend(block)
-            pairs = list(zip(block, started, strict=True))
-            await runner.measure(pairs, args.runs, after=publish_only, note=note)
-            for row, t in pairs:
-                row.rss_kb = t.peak_rss_kb()
-                row.per_worker = sorted((g.size for g in t.groups.values()), reverse=True)
+            for c in args.concurrency:
+                block = [
+                    Row(n, SETUPS[n].label, clients, events, every, concurrency=c)
+                    for n in args.setups
+                ]
+                rows.extend(block)
+                pairs = list(zip(block, started, strict=True))
+                await runner.measure(pairs, args.runs, after=publish_only, note=note)
+                for row, t in pairs:
+                    row.rss_kb = t.peak_rss_kb()
+                    row.per_worker = sorted((g.size for g in t.groups.values()), reverse=True)
+        if clients == args.steady_clients and args.steady_rate:
+            await steady(args, started, steps)
 
 
 def _base(rows: list[Row], r: Row) -> Row | None:
-    """The memory row of the same client count and K."""
+    """The memory row of the same client count, K and C."""
     return next(
         (
             b
             for b in rows
-            if b.key == "memory" and b.clients == r.clients and b.yield_every == r.yield_every
+            if b.key == "memory"
+            and b.clients == r.clients
+            and b.yield_every == r.yield_every
+            and b.concurrency == r.concurrency
         ),
         None,
     )
@@ -254,7 +303,140 @@ def _median(r: Row, value: Callable[[Run], float]) -> float:
     return statistics.median(value(x) for x in r.runs)
 
 
-def print_report(rows: list[Row], targets: list[Target]) -> None:
+def _many(r: Row, cpu: bool = False) -> list[float]:
+    values = [x.publish_many_cpu_us if cpu else x.publish_many for x in r.runs]
+    return [v for v in values if v is not None]
+
+
+def _median_many(r: Row) -> float:
+    return statistics.median(_many(r))
+
+
+def print_steady(steps: dict[str, list[Step]], args: argparse.Namespace) -> None:
+    if not steps:
+        return
+    print(
+        f"steady {args.steady_rate:g} events/s to {args.steady_clients} clients, "
+        f"{args.steady_seconds:g} s per round, {args.steady_rounds} rounds; latency = receive "
+        f"time - publish time on every {args.sample_every}th client; medians of the rounds"
+    )
+
+    def med(name: str, value: Callable[[Step], float]) -> float:
+        return statistics.median(value(s) for s in steps[name])
+
+    def p99(s: Step) -> float:
+        return s.pct(0.99) * 1000
+
+    base = steps.get("memory")
+    report.table(
+        [
+            Col("setup", 25, lambda n: SETUPS[n].label, left=True),
+            Col("achieved", 9, lambda n: f"{med(n, lambda s: s.achieved):.1f}"),
+            Col("p50", 8, lambda n: f"{med(n, lambda s: s.pct(0.5) * 1000):.2f}ms"),
+            Col("p99", 8, lambda n: f"{med(n, p99):.2f}ms"),
+            Col(
+                "p99 min..max",
+                14,
+                lambda n: report.spread([p99(s) for s in steps[n]], ".2f"),
+                True,
+                2,
+            ),
+            Col("max", 9, lambda n: f"{med(n, lambda s: s.pct(1.0) * 1000):.1f}ms"),
+            Col("lost", 6, lambda n: str(sum(s.lost for s in steps[n]))),
+            Col("srv%", 6, lambda n: f"{med(n, lambda s: s.srv_cpu):.0%}"),
+            Col(
+                "p99 vs memory",
+                14,
+                lambda n: report.ratio(med(n, p99), med("memory", p99)) if base else "",
+            ),
+            Col(
+                "problems",
+                0,
+                lambda n: "; ".join(s.problem for s in steps[n] if s.problem),
+                left=True,
+                gap=2,
+            ),
+        ],
+        list(steps),
+    )
+    print()
+
+
+def print_goals(rows: list[Row], steps: dict[str, list[Step]], args: argparse.Namespace) -> None:
+    """Issue 22's speed goals, from this run's figures (redis-1w against memory)."""
+    print("issue 22's goals (redis-1w = the Redis backplane, one worker; same run):")
+
+    def line(goal: str, figure: str, met: bool | None) -> None:
+        verdict = "n/a" if met is None else ("met" if met else "NOT met")
+        print(f"  {goal:<58} {figure:<34} {verdict}")
+
+    def row(key: str, clients: int, c: int) -> Row | None:
+        return next(
+            (
+                r
+                for r in rows
+                if r.key == key
+                and r.clients == clients
+                and r.concurrency == c
+                and r.yield_every == 1
+                and r.runs
+            ),
+            None,
+        )
+
+    for clients, want in ((1000, 0.85), (100, 0.5)):
+        mine, base = row("redis-1w", clients, 1), row("memory", clients, 1)
+        if mine and base:
+            ratio = mine.median / base.median
+            line(
+                f"(a) burst N={clients}, K=1: redis-1w / memory >= {want}",
+                f"{ratio:.2f}x ({mine.median:,.0f} / {base.median:,.0f})",
+                ratio >= want,
+            )
+        else:
+            line(f"(a) burst N={clients}, K=1: redis-1w / memory >= {want}", "not measured", None)
+    for c, want, name in (
+        (1, 20_000, "(b) one publishing loop"),
+        (50, 50_000, "(c) 50 publishers"),
+    ):
+        candidates = [r for r in rows if r.key == "redis-1w" and r.concurrency == c and r.runs]
+        if candidates:
+            values = [x.publish_only for r in candidates for x in r.runs]
+            med = statistics.median(values)
+            line(
+                f"{name}, publish only: events/s >= {want:,}",
+                f"{med:,.0f} ({report.spread(values)})",
+                med >= want,
+            )
+        else:
+            line(f"{name}, publish only: events/s >= {want:,}", "not measured", None)
+    mine_s, base_s = steps.get("redis-1w"), steps.get("memory")
+    title = f"(d) steady {args.steady_rate:g} ev/s x {args.steady_clients}: p99 <= 1.5x memory"
+    if mine_s and base_s:
+        p_mine = statistics.median(s.pct(0.99) for s in mine_s)
+        p_base = statistics.median(s.pct(0.99) for s in base_s)
+        kept = all(s.lost == 0 and s.achieved >= 0.98 * s.rate and not s.problem for s in mine_s)
+        line(
+            title,
+            f"{p_mine / p_base:.2f}x ({p_mine * 1000:.2f} / {p_base * 1000:.2f} ms)"
+            + ("" if kept else ", FELL BEHIND"),
+            kept and p_mine <= 1.5 * p_base,
+        )
+    else:
+        line(title, "not measured", None)
+    many = [x.publish_many for r in rows if r.key == "redis-1w" for x in r.runs]
+    values = [v for v in many if v is not None]
+    line(
+        f"(f) publish_many, batches of {args.batch}: events/s (no goal)",
+        f"{statistics.median(values):,.0f} ({report.spread(values)})" if values else "not measured",
+        None,
+    )
+    print()
+
+
+def print_report(
+    rows: list[Row], targets: list[Target], steps: dict[str, list[Step]], args: argparse.Namespace
+) -> None:
     report.event_loops(targets)
     print()
 
@@ -268,6 +450,7 @@ def print_report(rows: list[Row], targets: list[Target]) -> None:
             Col("clients", 7, lambda r: str(r.clients)),
             Col("events", 7, lambda r: str(r.events)),
             Col("K", 3, lambda r: r.k),
+            Col("C", 3, lambda r: str(r.concurrency)),
             *report.rate_cols(21),
             Col("vs memory", 10, vs_memory),
             dataclasses.replace(report.ELAPSED, width=9),
@@ -283,6 +466,14 @@ def print_report(rows: list[Row], targets: list[Target]) -> None:
     )
     print()
 
+    def publish_vs_memory(r: Row) -> str:
+        base = _base(rows, r)
+        if r.key == "memory" or base is None or not base.runs:
+            return ""
+        return report.ratio(
+            _median(r, lambda x: x.publish_only), _median(base, lambda x: x.publish_only)
+        )
+
     def evalsha(r: Row) -> str:
         us = [x.evalsha_us for x in r.runs if x.evalsha_us is not None]
         return f"{statistics.median(us):.1f}" if us else "-"
@@ -292,6 +483,7 @@ def print_report(rows: list[Row], targets: list[Target]) -> None:
             report.label_col("publishing loop", 25),
             Col("clients", 7, lambda r: str(r.clients)),
             Col("K", 3, lambda r: r.k),
+            Col("C", 3, lambda r: str(r.concurrency)),
             Col(
                 "fan-out: events/s",
                 18,
@@ -314,13 +506,39 @@ def print_report(rows: list[Row], targets: list[Target]) -> None:
                 lambda r: f"{_median(r, lambda x: x.publish_only_cpu_us):,.0f}",
             ),
             Col("evalsha us/call", 16, evalsha),
+            Col("vs memory", 10, publish_vs_memory),
         ],
         [r for r in rows if r.runs],
     )
+    many = [r for r in rows if r.runs and any(x.publish_many is not None for x in r.runs)]
+    if many:
+        print()
+        report.table(
+            [
+                report.label_col(f"publish_many, batches of {args.batch}", 32),
+                Col("clients", 7, lambda r: str(r.clients)),
+                Col("events/s", 10, lambda r: f"{_median_many(r):,.0f}"),
+                Col("min..max", 19, lambda r: report.spread(_many(r)), True, 2),
+                Col(
+                    "srv CPU us/event",
+                    17,
+                    lambda r: f"{statistics.median(_many(r, cpu=True)):,.1f}",
+                ),
+                Col(
+                    "vs publish loop",
+                    16,
+                    lambda r: report.ratio(_median_many(r), _median(r, lambda x: x.publish_only)),
+                ),
+            ],
+            many,
+        )
     print()
+    print_steady(steps, args)
     report.checks(targets, rows, title="checks, per server (all its bursts):")
     print()
     print(LEGEND)
+    print()
+    print_goals(rows, steps, args)
 
 
 async def orchestrate(args: argparse.Namespace) -> int:
@@ -359,23 +577,25 @@ async def orchestrate(args: argparse.Namespace) -> int:
     print()
     rows: list[Row] = []
     targets: list[Target] = []
+    steps: dict[str, list[Step]] = {}
     deleted = 0
     try:
         for clients in args.clients:
-            await bench_clients(clients, args, rows, targets, prefix, probe)
+            await bench_clients(clients, args, rows, targets, prefix, probe, steps)
     finally:
         if probe is not None:
             with contextlib.suppress(Exception):
                 deleted = await probe.delete(f"{prefix}-*")
             await probe.close()
     print()
-    print_report(rows, targets)
+    print_report(rows, targets, steps, args)
     if probe is not None:
         print(f"\nRedis clean-up: deleted {deleted} keys matching {prefix}-*")
     print(f"total time {time.monotonic() - t0:.0f} s")
     if report.sources_changed(source):
         return 1
-    return 1 if report.failed(rows, targets) else 0
+    bad_steps = any(s.problem or s.lost for ss in steps.values() for s in ss)
+    return 1 if report.failed(rows, targets) or bad_steps else 0
 
 
 def _setups(text: str) -> list[str]:
@@ -391,7 +611,34 @@ def main() -> int:
         description="Fan-out deliveries/s through the Redis backplane (1 and 2 workers) vs "
         "the memory backplane. See the module docstring for the method."
     )
-    options.add_bursts(parser, clients=[1000], deliveries=1_000_000, timeout=60.0)
+    options.add_bursts(parser, clients=[100, 1000], deliveries=1_000_000, timeout=60.0)
+    parser.add_argument(
+        "--concurrency",
+        type=options.int_list,
+        default=[1, 50],
+        help="publishing tasks in the server per burst and publish-only loop (each awaits "
+        "its own publishes); comma-separated (default 1,50)",
+    )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=100,
+        help="events per publish_many call in the publish_many loop after each C=1 "
+        "publish-only loop, where the package has publish_many (0 = none; default 100)",
+    )
+    parser.add_argument(
+        "--steady-clients",
+        type=int,
+        default=1000,
+        help="the client count (one of --clients) of the steady phase (default 1000)",
+    )
+    parser.add_argument(
+        "--steady-rate", type=float, default=100.0, help="events/s (0 = no steady phase)"
+    )
+    parser.add_argument("--steady-seconds", type=float, default=5.0)
+    parser.add_argument("--steady-rounds", type=int, default=3)
+    parser.add_argument("--sample-every", type=int, default=10)
+    parser.add_argument("--grace", type=float, default=3.0)
     parser.add_argument(
         "--publish-events",
         type=int,
@@ -410,6 +657,14 @@ def main() -> int:
     options.check_bursts(parser, args)
     if args.publish_events < 1:
         parser.error("--publish-events must be at least 1")
+    if not all(args.concurrency):
+        parser.error("--concurrency must be at least 1")
+    if args.batch < 0:
+        parser.error("--batch must not be negative")
+    if args.steady_rate < 0 or args.steady_seconds <= 0 or args.steady_rounds < 1:
+        parser.error("--steady-rate >= 0, --steady-seconds > 0, --steady-rounds >= 1")
+    if args.sample_every < 1:
+        parser.error("--sample-every must be at least 1")
     servers.raise_nofile()
     import uvloop
 

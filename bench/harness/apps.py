@@ -9,9 +9,15 @@ and answers, in its own event loop:
 - ``/bench/burst?events=E&yield_every=K[&channel=c]``: publish E events, ``await
   asyncio.sleep(0)`` after every K (0 = never); answers ``t_start`` / ``t_end`` (its
   ``time.monotonic()`` at the first publish and after the last) and ``recipients``.
+  sanic-realtime also takes ``concurrency=C`` (C tasks, task j publishing seq j, j+C,
+  ..., each awaiting its own publishes; the burst ends when all are done) and
+  ``batch=B`` (``await rt.publish_many(channel, [...])`` with B events at a time, when
+  the package has ``publish_many``; 400 otherwise).
 - ``/bench/steady?rate=R&duration=D[&channel=c]``: R events/s for D s on a fixed schedule
   (``steady_loop``), each event's data carrying ``"pt"``, its publish time.
-- ``/bench/info``: its CPU time, peak RSS, event loop, pid (and clients, for the peers).
+- ``/bench/info``: its CPU time, peak RSS, event loop, pid (and clients, for the peers;
+  sanic-realtime: ``package`` = the ``sanic_realtime.__file__`` it imported, and
+  whether it has ``publish_many``).
 
 POST for the Sanic servers, GET for the others (the websockets HTTP parser only takes
 GET). The kinds:
@@ -22,6 +28,8 @@ sanic-realtime   ``Sanic("bench")`` + ``Realtime(...).blueprint``, memory backpl
                  (filters ``component`` (eq) and ``level`` (min over LEVELS); its events'
                  data also carry ``component`` = ``c{seq % 10}`` and ``level`` =
                  ``critical``). ``BENCH_HEARTBEAT`` (s) turns the heartbeat on.
+sanic-realtime-redis  the same with the Redis backplane at ``BENCH_BACKPLANE`` (a Redis
+                 URL), key prefix ``BENCH_PREFIX`` (compare.py's Redis row).
 create_app       the same app for the Sanic CLI (``--single-process`` or ``--workers N``):
                  channels ``bench`` and ``idle``, ``BENCH_BACKPLANE`` (``memory`` or a Redis
                  URL), ``BENCH_PREFIX`` (Redis key prefix), ``BENCH_BUFFER``.
@@ -234,20 +242,55 @@ def realtime_app(
         channel = request.args.get("channel", "bench")
         return channel, filtered_data if channel == FILTER_CHANNEL else bench_data
 
+    publish_many = getattr(rt, "publish_many", None)
+
     @app.post("/bench/burst")
     async def burst(request: Request) -> HTTPResponse:
         events = int(request.args.get("events", "1"))
         every = int(request.args.get("yield_every", "1"))
+        concurrency = int(request.args.get("concurrency", "1"))
+        batch = int(request.args.get("batch", "0"))
+        if events < 1 or every < 0 or concurrency < 1 or batch < 0:
+            return json_response(
+                {"error": "events, concurrency >= 1; yield_every, batch >= 0"}, 400
+            )
+        if batch and publish_many is None:
+            return json_response({"error": "this sanic_realtime has no publish_many"}, 400)
         channel, make = data_of(request)
-        recipients = 0
         t_start = time.monotonic()
-        for i in range(events):
-            result = await rt.publish(channel, "tick", make(i))
-            recipients += result.recipients
-            if every and (i + 1) % every == 0:
-                await asyncio.sleep(0)
+        if batch:
+            recipients = await many_loop(channel, make, events, batch)
+        elif concurrency == 1:
+            recipients = await publish_loop(channel, make, range(events), every)
+        else:
+            # Task j publishes seq j, j + C, j + 2C, ...: each awaits its own publishes.
+            shares = [range(j, events, concurrency) for j in range(concurrency)]
+            counts = await asyncio.gather(
+                *(publish_loop(channel, make, share, every) for share in shares)
+            )
+            recipients = sum(counts)
         t_end = time.monotonic()
         return json_response(answer(t_start, t_end, recipients))
+
+    async def publish_loop(channel: str, make: Any, seqs: range, every: int) -> int:
+        recipients = 0
+        for n, i in enumerate(seqs, 1):
+            result = await rt.publish(channel, "tick", make(i))
+            recipients += result.recipients
+            if every and n % every == 0:
+                await asyncio.sleep(0)
+        return recipients
+
+    async def many_loop(channel: str, make: Any, events: int, batch: int) -> int:
+        assert publish_many is not None
+        recipients = 0
+        for first in range(0, events, batch):
+            stop = min(events, first + batch)
+            results = await publish_many(channel, [("tick", make(i)) for i in range(first, stop)])
+            if len(results) != stop - first:
+                raise RuntimeError(f"publish_many returned {len(results)} results")
+            recipients += sum(r.recipients for r in results)
+        return recipients
 
     @app.post("/bench/steady")
     async def steady(request: Request) -> HTTPResponse:
@@ -261,14 +304,24 @@ def realtime_app(
 
     @app.get("/bench/info")
     async def bench_info(request: Request) -> HTTPResponse:
-        return json_response(info())
+        import sanic_realtime
+
+        return json_response(
+            info(package=sanic_realtime.__file__, publish_many=publish_many is not None)
+        )
 
     return app
 
 
-def serve_realtime(port: int, buffer_size: int) -> None:
+def serve_realtime(port: int, buffer_size: int, backplane: str = "memory") -> None:
     heartbeat = float(os.environ.get("BENCH_HEARTBEAT", "0"))
-    app = realtime_app(buffer_size, ("bench", FILTER_CHANNEL), heartbeat=heartbeat)
+    app = realtime_app(
+        buffer_size,
+        ("bench", FILTER_CHANNEL),
+        backplane=backplane,
+        prefix=os.environ.get("BENCH_PREFIX", ""),
+        heartbeat=heartbeat,
+    )
     app.run(host="127.0.0.1", port=port, single_process=True, access_log=False, motd=False)
 
 
@@ -573,6 +626,13 @@ def main() -> int:
     args = parser.parse_args()
     if args.serve == "sanic-realtime":
         serve_realtime(args.port, args.buffer_size)
+    elif args.serve == "sanic-realtime-redis":
+        backplane = os.environ.get("BENCH_BACKPLANE", "")
+        if not backplane.startswith(("redis://", "rediss://", "unix://")):
+            parser.error(
+                f"sanic-realtime-redis needs BENCH_BACKPLANE=<Redis URL>, not {backplane!r}"
+            )
+        serve_realtime(args.port, args.buffer_size, backplane)
     elif args.serve == "websockets":
         serve_websockets(args.port)
     elif args.serve == "raw":

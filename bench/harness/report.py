@@ -230,7 +230,9 @@ def run_line(row: Row, index: int, run: Run, phase: str = "", width: int = 20) -
         )
     lead = f"  {phase} " if phase else "  "
     return (
-        f"{lead}{row.label:<{width}} N={row.clients:<5} K={row.k:<2} run {index}: "
+        f"{lead}{row.label:<{width}} N={row.clients:<5} K={row.k:<2} "
+        + (f"C={row.concurrency} " if row.concurrency != 1 else "")
+        + f"run {index}: "
         f"{run.rate:>11,.0f} deliveries/s  ({'; '.join(parts)})"
     )
 

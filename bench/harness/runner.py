@@ -30,6 +30,7 @@ class Row:
     problems: list[str] = field(default_factory=list)
     rss_kb: list[int] = field(default_factory=list)  # peak RSS of each server process
     per_worker: list[int] = field(default_factory=list)  # clients per worker, largest first
+    concurrency: int = 1  # publishing tasks in the server (redis_fanout.py's C)
 
     def __post_init__(self) -> None:
         self.k = self.k or str(self.yield_every)
@@ -88,7 +89,7 @@ async def warm_up(pairs: list[tuple[Row, Target]]) -> list[tuple[Row, Target, Ru
         if target.problems:
             row.problems.append("server did not start")
             continue
-        warm = await target.burst(max(1, row.events // 4), row.yield_every)
+        warm = await target.burst(max(1, row.events // 4), row.yield_every, row.concurrency)
         if isinstance(warm, str):
             row.problems.append(f"warm-up: {warm}")
             continue
@@ -113,7 +114,7 @@ async def interleaved(
         for row, target in pairs[shift:] + pairs[:shift]:
             if row.problems:
                 continue
-            outcome = await target.burst(row.events, row.yield_every)
+            outcome = await target.burst(row.events, row.yield_every, row.concurrency)
             if isinstance(outcome, str):
                 row.problems.append(f"run {i + 1}: {outcome}")
                 continue

@@ -36,6 +36,8 @@ class Run:
     publish_only: float = 0.0  # events/s of the publish-only loop after the burst
     publish_only_cpu_us: float = 0.0  # server CPU per event of that loop
     evalsha_us: float | None = None  # Redis's own time per script call in that loop
+    publish_many: float | None = None  # events/s of the publish_many loop, if measured
+    publish_many_cpu_us: float | None = None
 
     @property
     def lag(self) -> float:
@@ -135,6 +137,9 @@ class Target:
         self.conns: list[WsClient] = []
         self.groups: dict[int, Group] = {}  # pid -> its clients, with per_worker
         self.bursts: list[int] = []  # events of every burst, in order
+        #: indexes into ``bursts`` of the bursts published by concurrent tasks: their seq
+        #: values arrive in the order the publishes completed, so only the set is checked.
+        self.unordered: set[int] = set()
         self.loop = "?"
         self.stats: dict[str, Any] | None = None
         self.health: dict[int, dict[str, Any]] = {}
@@ -262,8 +267,9 @@ class Target:
     async def _redis_cpu(self) -> float:
         return await self.probe.cpu() if self.probe else 0.0
 
-    async def burst(self, events: int, yield_every: int) -> Run | str:
-        """Publish ``events`` in the server: a Run, or what went wrong."""
+    async def burst(self, events: int, yield_every: int, concurrency: int = 1) -> Run | str:
+        """Publish ``events`` in the server (``concurrency`` tasks): a Run, or what went
+        wrong."""
         deliveries = self.due(self.conns, events)
         target = self.counter.total + deliveries
         srv0, redis0, gen0 = await self.server.cpu(), await self._redis_cpu(), time.process_time()
@@ -272,6 +278,9 @@ class Target:
             pid: g.expect(g.total + self.due(g.members, events)) for pid, g in self.groups.items()
         }
         query = f"/bench/burst?events={events}&yield_every={yield_every}"
+        if concurrency != 1:
+            query += f"&concurrency={concurrency}"
+            self.unordered.add(len(self.bursts))
         if self.channel:
             query += f"&channel={self.channel}"
         if self.pause:  # diagnostic: nothing is read while the server publishes
@@ -323,11 +332,16 @@ class Target:
             done={pid: w.result() - answer["t_start"] for pid, w in waiters.items()},
         )
 
-    async def publish_only(self, events: int, yield_every: int, run: Run) -> None:
-        """Publish to ``idle`` (no subscriber anywhere): the publishing loop alone."""
+    async def publish_only(
+        self, events: int, yield_every: int, run: Run, concurrency: int = 1, batch: int = 0
+    ) -> None:
+        """Publish to ``idle`` (no subscriber anywhere): the publishing loop alone, with
+        ``concurrency`` tasks; then, with ``batch``, the same events through
+        ``publish_many`` in batches of ``batch``."""
         calls0 = await self.probe.evalsha() if self.probe else (0, 0)
         cpu0 = await self.server.cpu()
         query = f"/bench/burst?channel=idle&events={events}&yield_every={yield_every}"
+        query += f"&concurrency={concurrency}"
         answer = await http(self.server.port, self.server.method, query, timeout=self.timeout)
         cpu1 = await self.server.cpu()
         calls1 = await self.probe.evalsha() if self.probe else (0, 0)
@@ -335,6 +349,12 @@ class Target:
         run.publish_only_cpu_us = (cpu1 - cpu0) / events * 1e6
         if self.redis and calls1[0] > calls0[0]:
             run.evalsha_us = (calls1[1] - calls0[1]) / (calls1[0] - calls0[0])
+        if batch:
+            query = f"/bench/burst?channel=idle&events={events}&batch={batch}"
+            answer = await http(self.server.port, self.server.method, query, timeout=self.timeout)
+            cpu2 = await self.server.cpu()
+            run.publish_many = events / (answer["t_end"] - answer["t_start"])
+            run.publish_many_cpu_us = (cpu2 - cpu1) / events * 1e6
 
     async def steady(self, rate: float, seconds: float, sample_every: int, grace: float) -> Step:
         """The server publishes ``rate`` events/s for ``seconds`` on a fixed schedule;
@@ -404,8 +424,7 @@ class Target:
             pid: g.members[0] for pid, g in self.groups.items()
         } or ({None: self.conns[0]} if self.conns else {})
         for pid, client in inspectors.items():
-            want = [i for b in self.bursts for i in self.seqs(client.index, b)]
-            if [s for s, _, _ in client.seen] != want:
+            if not self._in_order(client):
                 self.order[pid] = f"WRONG seq order (client {client.index})"
             elif self.check_ids and (epochs := _wrong_ids(client)):
                 self.order[pid] = f"WRONG ids (client {client.index}: epochs {epochs})"
@@ -421,6 +440,19 @@ class Target:
             if any(w in line for w in ("WARNING", "ERROR", "Traceback", "Exception"))
         ]
         self.problems.extend(self.counter.errors[:5])
+
+    def _in_order(self, client: WsClient) -> bool:
+        """``client`` saw each burst's seq values in order (a concurrent burst's: each
+        exactly once, in any order)."""
+        seen = [s for s, _, _ in client.seen]
+        start = 0
+        for n, events in enumerate(self.bursts):
+            want = list(self.seqs(client.index, events))
+            got = seen[start : start + len(want)]
+            start += len(want)
+            if (sorted(got) if n in self.unordered else got) != want:
+                return False
+        return start == len(seen)
 
     async def _collect_health(self) -> None:
         """``/ws/health`` of every worker: concurrent requests, until each one answered."""
