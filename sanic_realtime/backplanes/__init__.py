@@ -1,5 +1,6 @@
 """Backplanes, chosen by the ``backplane`` setting's scheme: ``memory`` (one process)
-or a Redis URL (``redis://``, ``rediss://``, ``unix://``: every worker and host)."""
+or a Redis URL (``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``: every
+worker and host)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from .memory import MemoryBackplane
 
 __all__ = ["REDIS_SCHEMES", "Backplane", "Local", "MemoryBackplane", "create"]
 
-REDIS_SCHEMES = ("redis", "rediss", "unix")
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+sentinels")
 
 
 def create(config: RealtimeConfig) -> Backplane:

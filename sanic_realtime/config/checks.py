@@ -33,6 +33,19 @@ def _check_path(value: str, path: str) -> None:
         )
 
 
+def _check_sentinel_url(url: str, path: str) -> None:
+    """A ``redis+sentinel://`` URL's hosts, service, db and options."""
+    try:
+        # Imported here: the redis package imports this module (through ..config).
+        from ..backplanes.redis.endpoints import BadRedisURL, parse
+    except ModuleNotFoundError:
+        return  # no redis package: loading the backplane says so
+    try:
+        parse(url)
+    except BadRedisURL as e:
+        raise ConfigError(str(e), path) from None
+
+
 def check_config(config: RealtimeConfig, path: str = "realtime") -> None:
     """Checks that span several keys; raises ConfigError naming the key to fix."""
     _check_path(config.url_prefix, f"{path}.url_prefix")
@@ -72,9 +85,11 @@ def check_config(config: RealtimeConfig, path: str = "realtime") -> None:
             raise ConfigError(problem, f"{path}.allowed_origins[{i}]")
     backplane = config.backplane
     if backplane != "memory" and not backplane.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(
-            f"must be 'memory' or a redis:// URL, got {backplane!r}", f"{path}.backplane"
-        )
+        if not backplane.startswith(("redis+sentinel://", "redis+sentinels://")):
+            raise ConfigError(
+                f"must be 'memory' or a redis:// URL, got {backplane!r}", f"{path}.backplane"
+            )
+        _check_sentinel_url(backplane, f"{path}.backplane")
     if not _PREFIX_RE.match(config.redis.prefix):
         raise ConfigError(
             "must be letters, digits, '_', '-', '.' or ':' (no spaces), got "

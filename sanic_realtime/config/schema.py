@@ -350,8 +350,8 @@ class RealtimeConfig(_Strict, dict=True):
     #: Browser origins allowed to connect (``scheme://host[:port]``, ``*.`` for
     #: subdomains, ``*`` for any); others get HTTP 403. Requests without ``Origin`` pass.
     allowed_origins: list[str] = msgspec.field(default_factory=lambda: ["*"])
-    #: ``memory`` (one process) or a Redis URL (``redis://``, ``rediss://``, ``unix://``)
-    #: for several workers and hosts.
+    #: ``memory`` (one process) or a Redis URL (``redis://``, ``rediss://``, ``unix://``,
+    #: or ``redis+sentinel://`` through Sentinel) for several workers and hosts.
     backplane: str = "memory"
     #: Settings of the Redis backplane.
     redis: RedisConfig = msgspec.field(default_factory=RedisConfig)

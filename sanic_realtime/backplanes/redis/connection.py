@@ -17,9 +17,7 @@ import random
 from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any, NoReturn, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
-import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -27,6 +25,7 @@ from redis.exceptions import RedisError
 
 from ...exceptions import ServerUnavailable
 from ...log import logger
+from . import endpoints
 
 __all__ = [
     "REDIS_ERRORS",
@@ -53,13 +52,8 @@ REDIS_ERRORS = (RedisError, OSError)
 
 
 def redact_url(url: str) -> str:
-    """``url`` without its password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+    """``url`` without its password (a Sentinel URL's ``sentinel_password`` too)."""
+    return endpoints.redact(url)
 
 
 def unavailable(error: BaseException) -> ServerUnavailable:
@@ -166,16 +160,19 @@ class Connection:
         return self.unretried
 
     def open(self) -> None:
+        """The two clients (:func:`.endpoints.build_clients`: plain or through Sentinel)."""
         options: dict[str, Any] = {
             "socket_connect_timeout": 2.0,
             "socket_timeout": 5.0,
             "socket_keepalive": True,
             "client_name": self.client_name,
         }
-        self._redis = aioredis.Redis.from_url(
-            self.url, retry=Retry(NoBackoff(), 1, (RedisConnectionError,)), **options
+        self._redis, self.unretried = endpoints.build_clients(
+            self.url,
+            options,
+            retried=Retry(NoBackoff(), 1, (RedisConnectionError,)),
+            unretried=Retry(NoBackoff(), 0),
         )
-        self.unretried = aioredis.Redis.from_url(self.url, retry=Retry(NoBackoff(), 0), **options)
 
     async def close(self) -> None:
         await self._redis.aclose()
