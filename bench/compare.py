@@ -9,6 +9,12 @@ Servers (each a real server in its own subprocess, pinned to CPU 0; uvloop every
 the programs are in ``bench/harness/apps.py``)
     sanic-realtime      ``bench/fanout.py``'s server: Sanic + ``Realtime`` (memory backplane),
                         ``await rt.publish("bench", "tick", data)`` per event.
+    sanic-realtime redis  the same server with the Redis backplane (``--redis-url``, default
+                        ``redis://127.0.0.1:6379/0``; each server its own key prefix
+                        ``bench-<random>-<n>``, deleted at the end; ``--redis-url ''``: no
+                        such row): one ``publish`` = one script call in Redis, awaited,
+                        then the local fan-out. In the burst and steady phases only, with
+                        its ratio to the memory row.
     websockets          ``bench/fanout.py``'s peer: websockets 17 ``serve`` +
                         ``broadcast(connections, frame, text=True)`` per event.
     sanic hub           Sanic's own ``@app.websocket`` handler adds ``ws`` to a set; publish =
@@ -108,7 +114,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import secrets
 import statistics
 import sys
 import time
@@ -125,13 +133,17 @@ from harness.servers import row_label
 from harness.target import Run, Step, Target
 
 PEERS = ("websockets", "sanic-hub", "sanic-gather", "socketio")
+REDIS = "sanic-realtime-redis"
+REDIS_URL = "redis://127.0.0.1:6379/0"
 PHASES = ("burst", "steady", "idle", "filters")
 PEER_VERSIONS = ("python-socketio", "python-engineio", "aiohttp")
 
 
-def kinds(args: argparse.Namespace) -> tuple[str, ...]:
-    """sanic-realtime and the peers chosen with --peers."""
-    return ("sanic-realtime", *args.peers)
+def kinds(args: argparse.Namespace, redis: bool = True) -> tuple[str, ...]:
+    """sanic-realtime, its Redis row (unless --redis-url '' or not ``redis``) and the
+    peers chosen with --peers."""
+    own = ("sanic-realtime", REDIS) if redis and args.redis_url else ("sanic-realtime",)
+    return (*own, *args.peers)
 
 
 def label(kind: str) -> str:
@@ -146,6 +158,10 @@ def make_target(
     env: dict[str, str] | None = None,
     **extra: Any,
 ) -> Target:
+    if kind == REDIS:  # its own key prefix per server: bench-<random>-<n>
+        args.redis_servers += 1
+        prefix = f"{args.redis_prefix}-{args.redis_servers}"
+        env = {**(env or {}), "BENCH_BACKPLANE": args.redis_url, "BENCH_PREFIX": prefix}
     return Target.app(kind, clients, buffer_size, timeout=args.timeout, env=env, **extra)
 
 
@@ -269,7 +285,7 @@ async def idle_one(row: Idle, target: Target, args: argparse.Namespace) -> None:
 
 
 async def phase_idle(args: argparse.Namespace, results: list[Idle], targets: list[Target]) -> None:
-    for kind in [*kinds(args), "raw"]:
+    for kind in [*kinds(args, redis=False), "raw"]:
         row = Idle(kind, args.idle_clients)
         results.append(row)
         env: dict[str, str] = {}
@@ -399,12 +415,29 @@ def print_burst(rows: list[Row], args: argparse.Namespace) -> None:
     ]
     report.table(cols, rows)
     print()
-    print("ratio sanic-realtime / peer (medians):")
-    print(f"{'clients':>8}" + "".join(f"{label(p):>22}" for p in args.peers))
+    redis = REDIS in kinds(args)
+    print(
+        "ratio sanic-realtime / peer (medians)"
+        + (
+            "; redis / memory = sanic-realtime with the Redis backplane / with memory"
+            if redis
+            else ""
+        )
+        + ":"
+    )
+    print(
+        f"{'clients':>8}"
+        + "".join(f"{label(p):>22}" for p in args.peers)
+        + (f"{'redis / memory':>22}" if redis else "")
+    )
     for n in args.clients:
         med = {r.key: r.median for r in rows if r.clients == n and r.yield_every == 1}
         mine = med.get("sanic-realtime", 0.0)
-        print(f"{n:>8}" + "".join(f"{report.ratio(mine, med.get(p, 0.0)):>22}" for p in args.peers))
+        print(
+            f"{n:>8}"
+            + "".join(f"{report.ratio(mine, med.get(p, 0.0)):>22}" for p in args.peers)
+            + (f"{report.ratio(med.get(REDIS, 0.0), mine):>22}" if redis else "")
+        )
     print()
 
 
@@ -463,7 +496,12 @@ def print_steady(results: dict[str, list[Step]], args: argparse.Namespace) -> No
         at = next((s for s in steps if s.rate == first), None)
         p99 = at.pct(0.99) * 1000 if at else float("nan")
         extra = ""
-        if kind != "sanic-realtime":
+        if kind == REDIS:
+            extra = f"; rate ratio redis / memory {report.ratio(best, mine)}"
+            if at and mine_first:
+                ratio = report.ratio(p99 / 1000, mine_first.pct(0.99))
+                extra += f", p99 at {first:g} ev/s redis / memory {ratio}"
+        elif kind != "sanic-realtime":
             extra = f"; rate ratio {report.ratio(mine, best)}"
             if at and mine_first:
                 ratio = report.ratio(mine_first.pct(0.99), p99 / 1000)
@@ -646,16 +684,39 @@ async def orchestrate(args: argparse.Namespace) -> int:
         else "NOT pinned (needs 2 CPUs and sched_setaffinity)",
     )
     print(f"generator fd budget: {servers.fd_budget()} connections at once")
+    probe: servers.RedisProbe | None = None
+    if args.redis_url and {"burst", "steady"} & set(args.only):
+        probe = servers.RedisProbe(args.redis_url)
+        try:
+            info = await probe.server()
+        except Exception as e:
+            print(
+                f"Redis at {args.redis_url} is not reachable ({e}); --redis-url '' runs without it"
+            )
+            await probe.close()
+            return 1
+        print(
+            f"sanic-realtime redis: redis-server {info['redis_version']} at {args.redis_url}, "
+            f"key prefix {args.redis_prefix}-*"
+        )
     print()
     rows: list[Row] = []
     steady_results: dict[str, list[Step]] = {}
     idle: list[Idle] = []
     filter_results: list[FilterRow] = []
     targets: list[Target] = []
-    if "burst" in args.only:
-        await phase_burst(args, rows, targets)
-    if "steady" in args.only:
-        await phase_steady(args, steady_results, targets)
+    try:
+        if "burst" in args.only:
+            await phase_burst(args, rows, targets)
+        if "steady" in args.only:
+            await phase_steady(args, steady_results, targets)
+    finally:
+        if probe is not None:
+            deleted = 0
+            with contextlib.suppress(Exception):
+                deleted = await probe.delete(f"{args.redis_prefix}-*")
+            await probe.close()
+            print(f"Redis clean-up: deleted {deleted} keys matching {args.redis_prefix}-*")
     if "idle" in args.only:
         await phase_idle(args, idle, targets)
     if "filters" in args.only:
@@ -747,6 +808,12 @@ def main() -> int:
         help="PNG path ('' = none)",
     )
     parser.add_argument(
+        "--redis-url",
+        default=REDIS_URL,
+        help="the Redis of the 'sanic-realtime redis' row in the burst and steady phases "
+        f"(default {REDIS_URL}; '' = no Redis row)",
+    )
+    parser.add_argument(
         "--peers",
         type=lambda text: _names(text, PEERS, "peers"),
         default=PEERS,
@@ -758,6 +825,8 @@ def main() -> int:
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     servers.raise_nofile()
+    args.redis_prefix = f"bench-{secrets.token_hex(4)}"
+    args.redis_servers = 0
     import uvloop
 
     return uvloop.run(orchestrate(args))

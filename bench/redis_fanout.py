@@ -24,7 +24,8 @@ What is measured
                  event through Redis pub/sub and delivers it to its clients. All N clients
                  must get every event.
     redis-2w-cpu0  the same 2 workers, both pinned to CPU 0: the cost of splitting the
-                 fan-out over two processes without a second CPU to run them.
+                 fan-out over two processes without a second CPU to run them (not in
+                 the default ``--setups``).
 
     ``publish only``: after each timed burst, the same worker-side loop publishes
     ``--publish-events`` events to a channel nobody subscribes to (``idle``), so each
@@ -40,7 +41,8 @@ Servers
     ``BENCH_PREFIX`` and ``BENCH_BUFFER`` from the environment and builds ``Sanic`` +
     ``Realtime(parse_config({...}))`` with channels ``bench`` and ``idle``,
     ``buffer_size`` = max(4096, 2E), ``slow_client: disconnect``, default history (1000
-    events, 600 s), and the route ``POST /bench/burst?events=E&yield_every=K[&channel=c]``,
+    events, 600 s), and the route ``POST /bench/burst?events=E&yield_every=K[&channel=c]
+    [&concurrency=C][&batch=B]``,
     which runs ``await rt.publish(c, "tick", {"seq": i, "payload": "x" * 150})`` E times
     in the worker that got the request (the same loop as in ``bench/fanout.py``). Each
     Redis server gets its own key prefix ``bench-<random>-<setup>``; every key under
@@ -66,7 +68,32 @@ Procedure
     All servers start side by side and get their N clients; for each K: one untimed
     warm-up burst of E/4 events per server, then ``--runs`` rounds in which each server
     gets one timed burst (and one publish-only loop), in an order rotated each round; the
-    others are idle. E = ``--deliveries / N`` (default 1,000,000 / N).
+    others are idle. E = ``--deliveries / N`` (default 500,000 / N). Each K is measured
+    at each ``--concurrency`` C (default 1 and 50): at C > 1 the burst route runs C tasks,
+    task j publishing seq j, j+C, j+2C, ... one ``await rt.publish`` at a time, and the
+    burst ends when all are done (its seq values may arrive in any order, so the
+    inspecting client checks each burst's set of seq values; the ids must still be one
+    epoch with consecutive offsets); the publish-only loop after it runs at the same C.
+    After each C=1 publish-only loop, when the servers' package has ``publish_many``, the
+    same events go through ``await rt.publish_many("idle", [("tick", data), ...])`` in
+    batches of ``--batch`` (100): its events/s.
+
+Steady
+    At ``--steady-clients`` (1000), after the bursts: ``--steady-rounds`` (3) rounds, in
+    each every server in turn (rotating order) publishes ``--steady-rate`` (100) events/s
+    for ``--steady-seconds`` (5) on a fixed schedule, each event carrying its publish
+    time; latency = the generator's receive time - that time, on every
+    ``--sample-every``-th (10th) client (compare.py's steady phase). Per setup: medians
+    of the rounds' achieved rate, p50, p99, max; lost deliveries; p99 / memory's.
+
+Goals
+    The last lines print issue 22's goals from this run's figures, redis-1w against
+    memory: (a) burst ratio at 1000 (>= 0.85) and 100 (>= 0.5) clients, K=1, C=1; (b) the
+    C=1 publish-only loop >= 20,000 events/s and (c) the C=50 one >= 50,000 (median over
+    all its runs, both client counts); (d) steady p99 <= 1.5x memory's with nothing lost
+    and the rate achieved; (f) publish_many events/s (no goal). Each server's
+    ``/bench/info`` says which ``sanic_realtime`` it imported (printed at the start):
+    ``PYTHONPATH=<a worktree>`` runs the bench against that tree's package.
 
 Columns
     ``loop`` = the publishing loop (first publish to return), ``lag`` = last frame counted
@@ -85,8 +112,8 @@ Caveats
     the method itself.
 
 Usage
-    python bench/redis_fanout.py                # 1000 clients, K=1, all four rows (~1.5 min)
-    python bench/redis_fanout.py --setups memory,redis-1w,redis-2w --runs 5
+    python bench/redis_fanout.py                # 100,1000 clients, K=1, C=1,50, 3 rows (~5 min)
+    python bench/redis_fanout.py --setups memory,redis-1w,redis-2w,redis-2w-cpu0 --runs 5
     python bench/redis_fanout.py --quick        # 200 clients, 100k deliveries per burst
 """
 
@@ -146,7 +173,7 @@ SETUPS = {
         Setup("redis-2w-cpu0", "redis, 2 workers, CPU0", True, 2, "server"),
     )
 }
-DEFAULT_SETUPS = list(SETUPS)
+DEFAULT_SETUPS = ["memory", "redis-1w", "redis-2w"]
 
 LEGEND = "\n".join(
     (
@@ -611,7 +638,7 @@ def main() -> int:
         description="Fan-out deliveries/s through the Redis backplane (1 and 2 workers) vs "
         "the memory backplane. See the module docstring for the method."
     )
-    options.add_bursts(parser, clients=[100, 1000], deliveries=1_000_000, timeout=60.0)
+    options.add_bursts(parser, clients=[100, 1000], deliveries=500_000, timeout=60.0)
     parser.add_argument(
         "--concurrency",
         type=options.int_list,

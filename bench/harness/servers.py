@@ -42,6 +42,7 @@ KINDS = {
     k.name: k
     for k in (
         Kind("sanic-realtime", "sanic-realtime", "POST", admin=True),
+        Kind("sanic-realtime-redis", "sanic-realtime redis", "POST", admin=True),
         Kind("websockets", "websockets.broadcast"),
         Kind("sanic-hub", "sanic hub", "POST"),
         Kind("sanic-gather", "sanic gather", "POST"),
