@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import socket
 import time
@@ -54,6 +55,7 @@ from .cluster import Cluster, merge_stats
 from .connection import Connection, Listener, OnError, redact_url
 from .history import History
 from .keys import Keys
+from .limits import UserSlots
 from .presence import RedisPresence
 
 __all__ = ["Publication", "RedisBackplane", "merge_stats"]
@@ -187,6 +189,7 @@ class RedisBackplane(Backplane):
         self._conn.verifying = None
         self._listener.connected = False
         if self._conn.started:
+            await self._broker.pipeline.close()
             await self._presence_redis.stop()
             with contextlib.suppress(RedisError, OSError):
                 await self._cluster.forget()
@@ -250,6 +253,11 @@ class RedisBackplane(Backplane):
             channel, type, data, user_id=user_id, role=role, sender=sender, exclude=exclude
         )
 
+    async def publish_many(
+        self, channel: str, events: list[tuple[str, Any]], *, user_id: str | None, role: str | None
+    ) -> list[tuple[Event, int]]:
+        return await self._broker.publish_many(channel, events, user_id=user_id, role=role)
+
     async def transmit(
         self, channel: str, type: str, data: Any, *, sender: Sender, exclude: str | None
     ) -> int:
@@ -296,3 +304,15 @@ class RedisBackplane(Backplane):
 
     async def stats(self) -> dict[str, Any]:
         return await self._cluster.stats()
+
+    # ---- cluster-wide limits
+
+    @functools.cached_property
+    def _user_slots(self) -> UserSlots:
+        return UserSlots(self._conn, self.prefix, self.node)
+
+    async def claim_user_slot(self, user_id: str, limit: int) -> int | None:
+        return await self._user_slots.claim(user_id, limit)
+
+    def release_user_slot(self, user_id: str) -> None:
+        self._user_slots.release(user_id)
