@@ -4,7 +4,7 @@ of its own: the hub fans out, the blueprint speaks HTTP/WebSocket."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .backplanes import create as create_backplane
@@ -103,26 +103,6 @@ class Realtime:
         the event did go out."""
         return await self.hub.publish(
             channel, type, data, user_id=None if user_id is None else str(user_id), role=role
-        )
-
-    async def publish_many(
-        self,
-        channel: str,
-        events: Iterable[tuple[str, Any]],
-        *,
-        user_id: str | int | None = None,
-        role: str | None = None,
-    ) -> list[PublishResult]:
-        """Publish several events (``(type, data)`` pairs) to ``channel``, in order, with
-        the same targeting for all; returns what :meth:`publish` returns for each, in
-        order. With the Redis backplane they go to Redis together (one round trip for up
-        to 1000). Data that cannot be encoded (``TypeError``) publishes none of them; a
-        ``ServerUnavailable`` says how many were published before Redis failed."""
-        return await self.hub.publish_many(
-            channel,
-            list(events),
-            user_id=None if user_id is None else str(user_id),
-            role=role,
         )
 
     async def disconnect(

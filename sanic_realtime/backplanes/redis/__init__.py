@@ -189,7 +189,6 @@ class RedisBackplane(Backplane):
         self._conn.verifying = None
         self._listener.connected = False
         if self._conn.started:
-            await self._broker.pipeline.close()
             await self._presence_redis.stop()
             with contextlib.suppress(RedisError, OSError):
                 await self._cluster.forget()
@@ -252,11 +251,6 @@ class RedisBackplane(Backplane):
         return self._broker.publish(
             channel, type, data, user_id=user_id, role=role, sender=sender, exclude=exclude
         )
-
-    async def publish_many(
-        self, channel: str, events: list[tuple[str, Any]], *, user_id: str | None, role: str | None
-    ) -> list[tuple[Event, int]]:
-        return await self._broker.publish_many(channel, events, user_id=user_id, role=role)
 
     async def transmit(
         self, channel: str, type: str, data: Any, *, sender: Sender, exclude: str | None

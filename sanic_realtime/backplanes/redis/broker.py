@@ -37,7 +37,6 @@ from .codec import (
 from .connection import Connection, OnError, Unattached
 from .history import History
 from .keys import Keys
-from .pipeline import Pipeliner
 from .presence import ANNOUNCE
 
 __all__ = ["META_TTL", "OWN_EVENT_TIMEOUT", "READY_TIMEOUT", "Broker", "Publication"]
@@ -116,11 +115,8 @@ class Broker:
         self._publishing_client, self._ok = conn.publishing_client, conn.ok
         self._unavailable = conn.errors(OnError.UNAVAILABLE)
         self._reraise = conn.errors(OnError.RAISE)
-        #: The publish script (``publish.lua``), registered on the pool without retries
-        #: (for callers that make their own pipelines; its last argument is the run_id).
+        #: The publish script (``publish.lua``), registered on the pool without retries.
         self.script: Any = None
-        #: Publishes go out through it, pipelined, on a connection of their own.
-        self.pipeline = Pipeliner(conn, scripts.PUBLISH)
         self.chans: dict[str, _Channel] = {}
         self.by_name: dict[bytes, str] = {}
         #: publish number -> the future of its local recipient count.
@@ -205,7 +201,6 @@ class Broker:
     def on_disconnected(self) -> None:
         for chan in self.chans.values():
             chan.ready.clear()
-        self.pipeline.reset()
 
     # ------------------------------------------------------------------ publish
 
@@ -280,78 +275,16 @@ class Broker:
         pub = self.prepare(
             channel, type, data, user_id=user_id, role=role, sender=sender, exclude=exclude
         )
-        waiter = self._wait_for_own(channel, pub.seq)
-        return await self._complete(
-            channel,
-            type,
-            data,
-            pub,
-            self.pipeline.call(pub.keys, pub.args),
-            waiter,
-            user_id=user_id,
-            role=role,
-            sender=sender,
-            exclude=exclude,
-        )
-
-    async def publish_many(
-        self, channel: str, events: list[tuple[str, Any]], *, user_id: str | None, role: str | None
-    ) -> list[tuple[Event, int]]:
-        """Publish ``events`` (type, data) in order: all are encoded first (a ``TypeError``
-        publishes none), then go out next to each other in the pipeline. If Redis fails
-        on the way, the ones before the failure may have gone out: ``ServerUnavailable``
-        says how many did."""
-        pubs = [self.prepare(channel, t, d, user_id=user_id, role=role) for t, d in events]
-        calls = [
-            (pub, self._wait_for_own(channel, pub.seq), self.pipeline.call(pub.keys, pub.args))
-            for pub in pubs
-        ]
-        results: list[tuple[Event, int]] = []
-        error: ServerUnavailable | None = None
-        for (type, data), (pub, waiter, reply) in zip(events, calls, strict=True):
-            try:
-                results.append(
-                    await self._complete(
-                        channel, type, data, pub, reply, waiter, user_id=user_id, role=role
-                    )
-                )
-            except ServerUnavailable as e:  # every reply is awaited: no waiter is left
-                error = error or e
-        if error is not None:
-            raise ServerUnavailable(
-                f"{len(results)} of {len(events)} events were published: {error.message}",
-                code=error.code,
-            )
-        return results
-
-    def _wait_for_own(self, channel: str, seq: int) -> asyncio.Future[int] | None:
-        """A future for publish ``seq``'s local recipient count, if anyone here listens
-        to ``channel`` (set when its pub/sub copy is delivered here)."""
         chan = self.chans.get(channel)
-        if chan is None or not chan.ready.is_set():
-            return None
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters[seq] = waiter
-        return waiter
-
-    async def _complete(
-        self,
-        channel: str,
-        type: str,
-        data: Any,
-        pub: Publication,
-        reply: asyncio.Future[Any],
-        waiter: asyncio.Future[int] | None,
-        *,
-        user_id: str | None,
-        role: str | None,
-        sender: Sender | None = None,
-        exclude: str | None = None,
-    ) -> tuple[Event, int]:
-        """Await the script's reply (``reply``), then deliver the event here."""
+        waiter: asyncio.Future[int] | None = None
+        if chan is not None and chan.ready.is_set():
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters[pub.seq] = waiter
         try:
             with self._unavailable:
-                epoch_b, offset = await reply
+                epoch_b, offset = await self.script(
+                    keys=pub.keys, args=pub.args, client=self._publishing_client()
+                )
             self._ok()
             epoch = epoch_b.decode() if isinstance(epoch_b, bytes) else str(epoch_b)
             event_id = EventId(epoch, int(offset))

@@ -3,16 +3,13 @@
 -- across all publishers and pub/sub carries events in id order.
 --
 -- KEYS: meta, stream. ARGV: new epoch, history size, history ttl (ms), meta ttl (ms),
--- pub/sub channel, header, envelope before the id, envelope after the id, the run_id of
--- this Redis process (read by the caller when its connection was made: pipeline.py).
+-- pub/sub channel, header, envelope before the id, envelope after the id.
 -- Returns {epoch, offset}.
 --
 -- The history's run field is the run_id of the Redis process that started its epoch. A
 -- Redis that restarted (even from a snapshot or AOF, which may be older than what clients
--- have seen), or a replica promoted by a failover, starts a new epoch at the first
--- publish, so an id is never given out twice. A restart breaks the caller's connection,
--- so the run_id it passes is always that of the process running the script.
-local run = ARGV[9]
+-- have seen) starts a new epoch at the first publish, so an id is never given out twice.
+local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
 local meta = redis.call('HMGET', KEYS[1], 'e', 'r')
 local epoch = meta[1]
 if not epoch or meta[2] ~= run then
