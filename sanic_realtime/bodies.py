@@ -14,7 +14,10 @@ import msgspec
 from .protocol.server import PresenceUser
 
 __all__ = [
+    "MAX_BROADCAST_EVENTS",
     "BackplaneHealth",
+    "BroadcastEvent",
+    "BroadcastManyReply",
     "BroadcastReply",
     "BroadcastRequest",
     "BroadcastTarget",
@@ -63,13 +66,67 @@ class BroadcastTarget(msgspec.Struct, forbid_unknown_fields=True):
     role: str | None = None
 
 
-class BroadcastRequest(msgspec.Struct, forbid_unknown_fields=True):
-    """An event to publish."""
+#: Events one broadcast request may carry in ``events``.
+MAX_BROADCAST_EVENTS = 1000
 
-    channel: Annotated[str, msgspec.Meta(description="A configured channel.")]
+
+class BroadcastEvent(msgspec.Struct, forbid_unknown_fields=True):
+    """One event of a batch."""
+
     type: Annotated[str, msgspec.Meta(min_length=1, description="The event type.")]
     data: Annotated[Any, msgspec.Meta(description="The event's data: any JSON.")] = None
+
+
+class BroadcastRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """An event to publish (``type`` and ``data``), or several (``events``), in order."""
+
+    channel: Annotated[str, msgspec.Meta(description="A configured channel.")]
+    type: (
+        Annotated[
+            str,
+            msgspec.Meta(min_length=1, description="The event type (one event; not with events)."),
+        ]
+        | None
+    ) = None
+    data: Annotated[Any, msgspec.Meta(description="The event's data: any JSON.")] = None
+    events: (
+        Annotated[
+            list[BroadcastEvent],
+            msgspec.Meta(
+                min_length=1,
+                max_length=MAX_BROADCAST_EVENTS,
+                description="Several events, published in order with the same target (not "
+                "with type and data); the reply has their ids.",
+            ),
+        ]
+        | None
+    ) = None
     target: BroadcastTarget | None = None
+    count: Annotated[
+        Literal["process", "cluster"],
+        msgspec.Meta(
+            description="cluster: recipients counts every worker's connections (one event; "
+            "waits up to 1 s for the other workers' counts)."
+        ),
+    ] = "process"
+
+
+class BroadcastManyReply(msgspec.Struct):
+    """The events were published, in order."""
+
+    success: Literal[True]
+    recipients: Annotated[
+        int,
+        msgspec.Meta(
+            ge=0,
+            description="The sum over the events of their recipients in the server process "
+            "that answered.",
+        ),
+    ]
+    ids: Annotated[
+        list[str],
+        msgspec.Meta(description="The events' ids, in order", examples=[["k3x9:2", "k3x9:3"]]),
+    ]
 
 
 class BroadcastReply(msgspec.Struct):
@@ -80,14 +137,22 @@ class BroadcastReply(msgspec.Struct):
         int,
         msgspec.Meta(
             ge=0,
-            description="Connections of the server process that answered for which the event "
-            "was queued (or held): their subscription, filters and the target matched.",
+            description="Connections of the server process that answered (with count "
+            '"cluster": of every worker) for which the event was queued (or held): their '
+            "subscription, filters and the target matched.",
         ),
     ]
     id: Annotated[
         str,
         msgspec.Meta(description="The event id (epoch:offset)", examples=["k3x9:2"]),
     ]
+    complete: Annotated[
+        bool | msgspec.UnsetType,
+        msgspec.Meta(
+            description='With count "cluster" only: false if a worker did not answer '
+            "within 1 s (recipients then counts those that did)."
+        ),
+    ] = msgspec.UNSET
 
 
 class StatsReply(msgspec.Struct):

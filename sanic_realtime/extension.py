@@ -4,8 +4,8 @@ of its own: the hub fans out, the blueprint speaks HTTP/WebSocket."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from .backplanes import create as create_backplane
 from .config import RealtimeConfig, load_yaml, revalidate
@@ -92,17 +92,45 @@ class Realtime:
         *,
         user_id: str | int | None = None,
         role: str | None = None,
+        count: Literal["process", "cluster"] = "process",
     ) -> PublishResult:
         """Publish an event to ``channel``'s subscribers: all of them, or only the
         connections of ``user_id`` and/or those holding ``role`` (either suffices).
         Returns its ``id`` and this process's ``recipients`` (with the Redis backplane,
-        other workers' clients get it too but are not counted). Raises
+        other workers' clients get it too but are not counted). With
+        ``count="cluster"`` every worker that got the event answers with its count
+        (waited for up to 1 s; ``complete`` is False if one did not answer). Raises
         ``ServerUnavailable`` (code ``backplane_unavailable``) when Redis cannot be
         reached or the backplane is not started yet: then nobody gets the event, except
         when the connection broke after Redis ran the publish (its reply lost), so that
         the event did go out."""
         return await self.hub.publish(
-            channel, type, data, user_id=None if user_id is None else str(user_id), role=role
+            channel,
+            type,
+            data,
+            user_id=None if user_id is None else str(user_id),
+            role=role,
+            count=count,
+        )
+
+    async def publish_many(
+        self,
+        channel: str,
+        events: Iterable[tuple[str, Any]],
+        *,
+        user_id: str | int | None = None,
+        role: str | None = None,
+    ) -> list[PublishResult]:
+        """Publish several events (``(type, data)`` pairs) to ``channel``, in order, with
+        the same targeting for all; returns what :meth:`publish` returns for each, in
+        order. With the Redis backplane they go to Redis together (one round trip for up
+        to 1000). Data that cannot be encoded (``TypeError``) publishes none of them; a
+        ``ServerUnavailable`` says how many were published before Redis failed."""
+        return await self.hub.publish_many(
+            channel,
+            list(events),
+            user_id=None if user_id is None else str(user_id),
+            role=role,
         )
 
     async def disconnect(

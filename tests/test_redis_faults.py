@@ -73,12 +73,13 @@ async def test_events_that_pubsub_missed_come_from_the_stream_or_are_reported(
             name = f"sanic-realtime:{prefix}:{backplane.node}"
             ids = [c["id"] for c in await admin.client_list(_type="pubsub") if c["name"] == name]
             assert len(ids) == 1, ids
+            run = (await admin.info("server"))["run_id"]
             async with admin.pipeline(transaction=True) as pipe:
                 pipe.client_kill_filter(_id=ids[0])
                 for channel in ("logs", "nohist", "requests"):
                     for i in range(1, 6):
                         pub = other.prepare(channel, "t", {"i": i}, user_id=None, role=None)
-                        await other._script(keys=pub.keys, args=pub.args, client=pipe)
+                        await other._script(keys=pub.keys, args=[*pub.args, run], client=pipe)
                 await pipe.execute()
 
             got: list[dict[str, Any]] = []

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from sanic_realtime.backplanes.redis.connection import REDIS_ERRORS, Connection
 from sanic_realtime.backplanes.redis.endpoints import BadRedisURL, Sentinels, parse, redact
 from sanic_realtime.config import parse_config
 from sanic_realtime.exceptions import ConfigError
@@ -284,3 +285,46 @@ async def test_a_failover_keeps_clients_connected_and_reports_the_new_epoch(
         assert switch < 60
     finally:
         await stack.aclose()
+
+
+def _tcp_port(info: bytes) -> int:
+    line = next(x for x in info.splitlines() if x.startswith(b"tcp_port:"))
+    return int(line.split(b":")[1])
+
+
+async def test_a_held_connection_breaks_and_the_next_one_reaches_the_new_master(
+    group: SentinelGroup,
+) -> None:
+    """The publish pipeliner's way: a connection taken from the unretried pool and kept
+    fails once the master is killed; a new one from the same pool, after the sentinels
+    promoted the replica, reaches the replica. The retried client follows too."""
+    conn = Connection(group.url(), prefix=new_prefix(), node="test")
+    conn.open()
+    try:
+        pool = conn.unretried.connection_pool
+        held = await pool.get_connection()
+        await held.send_command("INFO", "server")
+        assert _tcp_port(await held.read_response()) == group.master_port
+        group.kill_master()
+        with pytest.raises(REDIS_ERRORS):
+            await held.send_command("PING")
+            await held.read_response()
+        await pool.release(held)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        failures = 0
+        while True:
+            try:
+                fresh = await pool.get_connection()
+                break
+            except REDIS_ERRORS:  # refused by the dead master, or no master named yet
+                failures += 1
+                assert loop.time() < deadline, "no master after 60 s"
+                await asyncio.sleep(0.1)
+        await fresh.send_command("INFO", "server")
+        assert _tcp_port(await fresh.read_response()) == group.replica_port
+        await pool.release(fresh)
+        assert (await conn.redis.info("replication"))["role"] == "master"
+        assert failures > 0  # the switch was seen as failures, not as a hang
+    finally:
+        await conn.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..bodies import (
+    BroadcastManyReply,
     BroadcastReply,
     BroadcastRequest,
     ErrorBody,
@@ -30,6 +31,7 @@ BODY_STRUCTS = (
     HealthReply,
     BroadcastRequest,
     BroadcastReply,
+    BroadcastManyReply,
     StatsReply,
     PresenceBody,
     TicketReply,
@@ -214,8 +216,9 @@ def operations(config: RealtimeConfig, route_names: set[str]) -> dict[str, dict[
         else {}
     )
     out["admin_broadcast"] = {
-        "summary": "Publish an event",
-        "description": "Publishes to a channel's subscribers (all, or narrowed by target). "
+        "summary": "Publish an event, or several",
+        "description": "Publishes to a channel's subscribers (all, or narrowed by target): one "
+        "event (type, data), or several in order (events, at most 1000). "
         + (
             ""
             if admin_secured
@@ -226,7 +229,19 @@ def operations(config: RealtimeConfig, route_names: set[str]) -> dict[str, dict[
             "content": {"application/json": {"schema": {"$ref": _REF + "BroadcastRequest"}}},
         },
         "responses": {
-            "200": _json(BroadcastReply, "Published."),
+            "200": {
+                "description": "Published: one event (id), or events (ids, in order).",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "oneOf": [
+                                {"$ref": _REF + "BroadcastReply"},
+                                {"$ref": _REF + "BroadcastManyReply"},
+                            ]
+                        }
+                    }
+                },
+            },
             "400": _error("Not JSON (invalid_json), or not a valid body (invalid_body)."),
             "404": _error("The channel is not configured (unknown_channel)."),
             "503": _error("The backplane could not publish (backplane_unavailable)."),

@@ -14,8 +14,11 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import msgspec
+
 from ..config import PresenceConfig
 from ..events import Event, EventId, utc_timestamp
+from ..exceptions import ServerUnavailable
 from ..presence import PresenceTable
 from ..protocol.server import (
     PresenceChangeData,
@@ -27,6 +30,8 @@ from ..protocol.server import (
 )
 
 __all__ = ["Backplane", "Local"]
+
+_check_encoder = msgspec.json.Encoder()
 
 
 class Local(Protocol):
@@ -123,6 +128,33 @@ class Backplane(abc.ABC):
         event could not be published (then no subscriber anywhere gets it). ``sender``
         (a client message's ``from``) is in the envelope; ``exclude`` names a connection
         that does not get it."""
+
+    async def publish_counted(
+        self, channel: str, type: str, data: Any, *, user_id: str | None, role: str | None
+    ) -> tuple[Event, int, bool]:
+        """:meth:`publish`, with the recipients of every process (``count="cluster"``)
+        and whether all of them answered. One process: its own count."""
+        event, count = await self.publish(channel, type, data, user_id=user_id, role=role)
+        return event, count, True
+
+    async def publish_many(
+        self, channel: str, events: list[tuple[str, Any]], *, user_id: str | None, role: str | None
+    ) -> list[tuple[Event, int]]:
+        """Publish ``events`` (type, data) in order, each as :meth:`publish` does; the
+        results in order. A ``TypeError`` (data that cannot be encoded) publishes none;
+        ``ServerUnavailable`` says how many went out before the failure."""
+        for _type, data in events:
+            _check_encoder.encode(data)  # TypeError before anything is published
+        results = []
+        for type, data in events:
+            try:
+                results.append(await self.publish(channel, type, data, user_id=user_id, role=role))
+            except ServerUnavailable as e:
+                raise ServerUnavailable(
+                    f"{len(results)} of {len(events)} events were published: {e.message}",
+                    code=e.code,
+                ) from None
+        return results
 
     @abc.abstractmethod
     async def transmit(

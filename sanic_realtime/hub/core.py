@@ -59,8 +59,12 @@ class PublishResult(msgspec.Struct, frozen=True):
 
     channel: str
     id: str
-    #: Connections of this process the event was queued for.
+    #: Connections the event was queued for: of this process, or with
+    #: ``count="cluster"`` of every process.
     recipients: int
+    #: False when ``count="cluster"`` and some process did not answer in time (then
+    #: ``recipients`` counts those that did).
+    complete: bool = True
 
 
 class Hub:
@@ -345,8 +349,11 @@ class Hub:
         role: str | None = None,
         sender: Sender | None = None,
         exclude: str | None = None,
+        count: str = "process",
     ) -> PublishResult:
         resolved = self.catalog.resolve(channel)  # UnknownChannel, InvalidChannel
+        if count not in ("process", "cluster"):
+            raise ValueError(f"count must be 'process' or 'cluster', got {count!r}")
         if not isinstance(type, str) or not type:
             raise ValueError(f"an event type must be a non-empty string, got {type!r}")
         if self._loop is not None and asyncio.get_running_loop() is not self._loop:
@@ -356,11 +363,47 @@ class Hub:
             )
         if resolved.is_instance:
             self.instances.use(resolved, self._monotonic())  # TooManyChannels
-        event, recipients = await self.backplane.publish(
-            channel, type, data, user_id=user_id, role=role, sender=sender, exclude=exclude
-        )
+        complete = True
+        if count == "cluster":
+            event, recipients, complete = await self.backplane.publish_counted(
+                channel, type, data, user_id=user_id, role=role
+            )
+        else:
+            event, recipients = await self.backplane.publish(
+                channel, type, data, user_id=user_id, role=role, sender=sender, exclude=exclude
+            )
         self.published[resolved.key] += 1
-        return PublishResult(channel, str(event.id), recipients)
+        return PublishResult(channel, str(event.id), recipients, complete)
+
+    async def publish_many(
+        self,
+        channel: str,
+        events: Sequence[tuple[str, Any]],
+        *,
+        user_id: str | None = None,
+        role: str | None = None,
+    ) -> list[PublishResult]:
+        """:meth:`publish` for several events of one channel, in order (with Redis, in
+        one round trip when they fit in one write)."""
+        resolved = self.catalog.resolve(channel)  # UnknownChannel, InvalidChannel
+        items = list(events)
+        for item in items:
+            if not isinstance(item, tuple) or len(item) != 2:
+                raise ValueError(f"publish_many() takes (type, data) pairs, got {item!r}")
+            if not isinstance(item[0], str) or not item[0]:
+                raise ValueError(f"an event type must be a non-empty string, got {item[0]!r}")
+        if self._loop is not None and asyncio.get_running_loop() is not self._loop:
+            raise RuntimeError(
+                "publish_many() runs on the server's event loop; from another thread use "
+                "asyncio.run_coroutine_threadsafe(realtime.publish_many(...), loop)"
+            )
+        if not items:
+            return []
+        if resolved.is_instance:
+            self.instances.use(resolved, self._monotonic())  # TooManyChannels
+        published = await self.backplane.publish_many(channel, items, user_id=user_id, role=role)
+        self.published[resolved.key] += len(published)
+        return [PublishResult(channel, str(e.id), n) for e, n in published]
 
     def deliver(self, event: Event) -> int:
         """Queue ``event`` for every local subscriber it matches; return how many.

@@ -91,22 +91,60 @@ def add_admin_routes(bp: Blueprint, parts: Parts) -> None:
             except RecursionError:
                 deep = f"the body's JSON is {NESTED_TOO_DEEPLY}"
                 raise ClientError(deep, code="invalid_json") from None
+            if (body.type is None) == (body.events is None):
+                raise ClientError(
+                    "invalid broadcast body: give either type (and data) or events, not "
+                    + ("both" if body.type is not None else "neither"),
+                    code="invalid_body",
+                )
+            if body.events is not None and body.count != "process":
+                raise ClientError(
+                    "invalid broadcast body: count is for one event, not events",
+                    code="invalid_body",
+                )
+            if body.events is not None and body.data is not None:
+                raise ClientError(
+                    "invalid broadcast body: data goes inside each of events",
+                    code="invalid_body",
+                )
             # Deep data that one decoder got through might stop a subscriber's (the body
-            # itself is one level).
-            if too_deep(body.data, MAX_JSON_DEPTH - 1):
+            # itself is one level; an event of events two).
+            if too_deep(body.data, MAX_JSON_DEPTH - 1) or any(
+                too_deep(e.data, MAX_JSON_DEPTH - 3) for e in body.events or ()
+            ):
                 deep = f"the body's JSON is {NESTED_TOO_DEEPLY}"
                 raise ClientError(deep, code="invalid_json")
             target = body.target or BroadcastTarget()
+            user_id = None if target.user_id is None else str(target.user_id)
+            if body.events is not None:
+                results = await parts.hub.publish_many(
+                    body.channel,
+                    [(e.type, e.data) for e in body.events],
+                    user_id=user_id,
+                    role=target.role,
+                )
+                return json_response(
+                    {
+                        "success": True,
+                        "recipients": sum(r.recipients for r in results),
+                        "ids": [r.id for r in results],
+                    }
+                )
+            assert body.type is not None
             result = await parts.publish(
                 body.channel,
                 body.type,
                 body.data,
-                user_id=None if target.user_id is None else str(target.user_id),
+                user_id=user_id,
                 role=target.role,
+                count=body.count,
             )
         except ClientError as e:
             return error_response(e)
-        return json_response({"success": True, "recipients": result.recipients, "id": result.id})
+        reply = {"success": True, "recipients": result.recipients, "id": result.id}
+        if body.count == "cluster":
+            reply["complete"] = result.complete
+        return json_response(reply)
 
     @bp.get(config.admin.stats_path, name="admin_stats")
     async def stats(request: Request) -> HTTPResponse:

@@ -86,7 +86,14 @@ class RedisBackplane(Backplane):
         self._history = History(self._conn, keys, own, clock=clock)
         self._broker = Broker(self._conn, self._history, keys, own, node=self.node, clock=clock)
         self._cluster = Cluster(self._conn, keys, node=self.node)
-        self._listener = Listener(self._conn, keys.control, self._broker, self._cluster.on_control)
+        self._listener = Listener(
+            self._conn,
+            keys.control,
+            self._broker,
+            self._cluster.on_control,
+            answers=self._broker.replies,
+            on_answer=self._broker.on_answer,
+        )
         self._presence_redis = RedisPresence(
             self._conn,
             prefix,
@@ -189,6 +196,7 @@ class RedisBackplane(Backplane):
         self._conn.verifying = None
         self._listener.connected = False
         if self._conn.started:
+            await self._broker.pipeline.close()
             await self._presence_redis.stop()
             with contextlib.suppress(RedisError, OSError):
                 await self._cluster.forget()
@@ -251,6 +259,16 @@ class RedisBackplane(Backplane):
         return self._broker.publish(
             channel, type, data, user_id=user_id, role=role, sender=sender, exclude=exclude
         )
+
+    async def publish_counted(
+        self, channel: str, type: str, data: Any, *, user_id: str | None, role: str | None
+    ) -> tuple[Event, int, bool]:
+        return await self._broker.publish_counted(channel, type, data, user_id=user_id, role=role)
+
+    async def publish_many(
+        self, channel: str, events: list[tuple[str, Any]], *, user_id: str | None, role: str | None
+    ) -> list[tuple[Event, int]]:
+        return await self._broker.publish_many(channel, events, user_id=user_id, role=role)
 
     async def transmit(
         self, channel: str, type: str, data: Any, *, sender: Sender, exclude: str | None

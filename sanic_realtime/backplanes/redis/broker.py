@@ -37,9 +37,17 @@ from .codec import (
 from .connection import Connection, OnError, Unattached
 from .history import History
 from .keys import Keys
+from .pipeline import Pipeliner
 from .presence import ANNOUNCE
 
-__all__ = ["META_TTL", "OWN_EVENT_TIMEOUT", "READY_TIMEOUT", "Broker", "Publication"]
+__all__ = [
+    "COUNT_TIMEOUT",
+    "META_TTL",
+    "OWN_EVENT_TIMEOUT",
+    "READY_TIMEOUT",
+    "Broker",
+    "Publication",
+]
 
 #: How long a history's epoch and offset counter outlive the channel's last publish.
 #: While they live, a client can resume a quiet channel (``recovered: true``, nothing
@@ -49,6 +57,11 @@ META_TTL = 30 * 24 * 3600.0
 #: How long publish() waits for its own event to come back through pub/sub when events
 #: published before it are still in flight (to deliver in order and count recipients).
 OWN_EVENT_TIMEOUT = 2.0
+#: How long publish(count="cluster") waits for the other workers' recipient counts.
+COUNT_TIMEOUT = 1.0
+#: Count answers being sent at most (beyond, a worker does not answer: the asker's count
+#: is then marked incomplete).
+ANSWERS = 10_000
 #: How long a new subscription waits for Redis to confirm the pub/sub subscription.
 READY_TIMEOUT = 5.0
 
@@ -86,6 +99,26 @@ class _Channel:
         self.filling = False
 
 
+class _Tally:
+    """The other workers' answers to one publish(count="cluster")."""
+
+    __slots__ = ("answered", "done", "expected", "total")
+
+    def __init__(self) -> None:
+        self.expected: int | None = None  # known once the script answered
+        self.answered = 0
+        self.total = 0
+        self.done = asyncio.get_running_loop().create_future()
+
+    def check(self) -> None:
+        if self.expected is not None and self.answered >= self.expected and not self.done.done():
+            self.done.set_result(None)
+
+
+_answer = msgspec.json.Encoder()
+_answer_decoder = msgspec.json.Decoder(tuple[int, int])
+
+
 class Broker:
     """Publishes, and delivers every event of the channels in use here to the hub, once
     and in id order (the listener's :class:`~.connection.Subscriber`)."""
@@ -115,18 +148,27 @@ class Broker:
         self._publishing_client, self._ok = conn.publishing_client, conn.ok
         self._unavailable = conn.errors(OnError.UNAVAILABLE)
         self._reraise = conn.errors(OnError.RAISE)
-        #: The publish script (``publish.lua``), registered on the pool without retries.
+        #: The publish script (``publish.lua``), registered on the pool without retries
+        #: (for callers that make their own pipelines; its last argument is the run_id).
         self.script: Any = None
+        #: Publishes go out through it, pipelined, on a connection of their own.
+        self.pipeline = Pipeliner(conn, scripts.PUBLISH)
         self.chans: dict[str, _Channel] = {}
         self.by_name: dict[bytes, str] = {}
         #: publish number -> the future of its local recipient count.
         self._waiters: dict[int, asyncio.Future[int]] = {}
+        #: publish number -> the other workers' counts (publish(count="cluster")).
+        self._tallies: dict[int, _Tally] = {}
+        self._reply_name = keys.reply
+        #: This worker's answers channel (the listener subscribes to it).
+        self.replies = keys.reply(node)
         #: Events delivered from the stream because pub/sub missed them.
         self.recovered_from_stream = 0
 
     def start(self) -> None:
         """After the clients are made (a start after a stop may run in a new loop)."""
         self._waiters.clear()
+        self._tallies.clear()
         for chan in self.chans.values():
             chan.ready = asyncio.Event()
         self.script = self._conn.unretried.register_script(scripts.PUBLISH)
@@ -201,6 +243,7 @@ class Broker:
     def on_disconnected(self) -> None:
         for chan in self.chans.values():
             chan.ready.clear()
+        self.pipeline.reset()
 
     # ------------------------------------------------------------------ publish
 
@@ -214,6 +257,7 @@ class Broker:
         role: str | None,
         sender: Sender | None = None,
         exclude: str | None = None,
+        count_all: bool = False,
     ) -> Publication:
         """Everything a publish sends to Redis, encoded (``TypeError`` if ``data`` cannot
         be: then nothing reaches Redis and no id is used up)."""
@@ -235,7 +279,9 @@ class Broker:
                 int((max(META_TTL, history.ttl) if channel in self._static else history.ttl) * 1000)
                 or 1,
                 self._pubsub_name(channel),
-                head_encoder.encode(Head(self.node, seq, now, user_id, role, exclude)),
+                head_encoder.encode(
+                    Head(self.node, seq, now, user_id, role, exclude, 1 if count_all else 0)
+                ),
                 env_head,
                 env_tail,
             ],
@@ -275,17 +321,134 @@ class Broker:
         pub = self.prepare(
             channel, type, data, user_id=user_id, role=role, sender=sender, exclude=exclude
         )
+        waiter = self._wait_for_own(channel, pub.seq)
+        return await self._complete(
+            channel,
+            type,
+            data,
+            pub,
+            self.pipeline.call(pub.keys, pub.args),
+            waiter,
+            user_id=user_id,
+            role=role,
+            sender=sender,
+            exclude=exclude,
+        )
+
+    async def publish_counted(
+        self, channel: str, type: str, data: Any, *, user_id: str | None, role: str | None
+    ) -> tuple[Event, int, bool]:
+        """publish(), counting the recipients of every worker: each worker that got the
+        event (PUBLISH says how many) answers with its count, awaited up to
+        COUNT_TIMEOUT. Returns the event, the sum, and whether every worker answered."""
+        pub = self.prepare(channel, type, data, user_id=user_id, role=role, count_all=True)
+        tally = self._tallies[pub.seq] = _Tally()  # answers may come before the script's
+        try:
+            waiter = self._wait_for_own(channel, pub.seq)
+            event, here = await self._complete(
+                channel,
+                type,
+                data,
+                pub,
+                self.pipeline.call(pub.keys, pub.args),
+                waiter,
+                user_id=user_id,
+                role=role,
+                tally=tally,
+            )
+            try:
+                await asyncio.wait_for(asyncio.shield(tally.done), COUNT_TIMEOUT)
+                complete = True
+            except TimeoutError:
+                complete = False
+                logger.warning(
+                    "publish(count='cluster') of %s on %r: %d of %s workers answered within %gs",
+                    event.id,
+                    channel,
+                    tally.answered,
+                    tally.expected,
+                    COUNT_TIMEOUT,
+                )
+            return event, here + tally.total, complete
+        finally:
+            del self._tallies[pub.seq]
+
+    def on_answer(self, raw: bytes) -> None:
+        """Another worker's recipient count of one of our publishes (the listener's)."""
+        try:
+            seq, count = _answer_decoder.decode(raw)
+        except msgspec.DecodeError as e:
+            logger.error("ignoring an undecodable count answer: %s", e)
+            return
+        tally = self._tallies.get(seq)
+        if tally is not None:
+            tally.answered += 1
+            tally.total += count
+            tally.check()
+
+    async def publish_many(
+        self, channel: str, events: list[tuple[str, Any]], *, user_id: str | None, role: str | None
+    ) -> list[tuple[Event, int]]:
+        """Publish ``events`` (type, data) in order: all are encoded first (a ``TypeError``
+        publishes none), then go out next to each other in the pipeline. If Redis fails
+        on the way, the ones before the failure may have gone out: ``ServerUnavailable``
+        says how many did."""
+        pubs = [self.prepare(channel, t, d, user_id=user_id, role=role) for t, d in events]
+        calls = [
+            (pub, self._wait_for_own(channel, pub.seq), self.pipeline.call(pub.keys, pub.args))
+            for pub in pubs
+        ]
+        results: list[tuple[Event, int]] = []
+        error: ServerUnavailable | None = None
+        for (type, data), (pub, waiter, reply) in zip(events, calls, strict=True):
+            try:
+                results.append(
+                    await self._complete(
+                        channel, type, data, pub, reply, waiter, user_id=user_id, role=role
+                    )
+                )
+            except ServerUnavailable as e:  # every reply is awaited: no waiter is left
+                error = error or e
+        if error is not None:
+            raise ServerUnavailable(
+                f"{len(results)} of {len(events)} events were published: {error.message}",
+                code=error.code,
+            )
+        return results
+
+    def _wait_for_own(self, channel: str, seq: int) -> asyncio.Future[int] | None:
+        """A future for publish ``seq``'s local recipient count, if anyone here listens
+        to ``channel`` (set when its pub/sub copy is delivered here)."""
         chan = self.chans.get(channel)
-        waiter: asyncio.Future[int] | None = None
-        if chan is not None and chan.ready.is_set():
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters[pub.seq] = waiter
+        if chan is None or not chan.ready.is_set():
+            return None
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters[seq] = waiter
+        return waiter
+
+    async def _complete(
+        self,
+        channel: str,
+        type: str,
+        data: Any,
+        pub: Publication,
+        reply: asyncio.Future[Any],
+        waiter: asyncio.Future[int] | None,
+        *,
+        user_id: str | None,
+        role: str | None,
+        sender: Sender | None = None,
+        exclude: str | None = None,
+        tally: _Tally | None = None,
+    ) -> tuple[Event, int]:
+        """Await the script's reply (``reply``), then deliver the event here."""
         try:
             with self._unavailable:
-                epoch_b, offset = await self.script(
-                    keys=pub.keys, args=pub.args, client=self._publishing_client()
-                )
+                epoch_b, offset, receivers = await reply
             self._ok()
+            if tally is not None:  # every worker that got it answers, but this one
+                tally.expected = max(0, int(receivers) - (channel in self.chans))
+                tally.check()
             epoch = epoch_b.decode() if isinstance(epoch_b, bytes) else str(epoch_b)
             event_id = EventId(epoch, int(offset))
             head, tail = pub.envelope
@@ -392,11 +555,21 @@ class Broker:
             self.local.deliver(event)
 
     def _count_own(self, head: Head, count: int) -> None:
-        """Our own event was delivered here: its publish() learns its recipients."""
+        """An event was delivered here: if it is our own, its publish() learns its
+        recipients; if its publisher asked every worker (``c``), it is told ours."""
         if head.o == self.node:
             waiter = self._waiters.get(head.n)
             if waiter is not None and not waiter.done():
                 waiter.set_result(count)
+        elif head.c:
+            if len(self._conn.tasks) < ANSWERS:
+                self._conn.spawn(self._answer(head.o, head.n, count))
+            else:
+                logger.warning("too many count answers in flight: %s is not told ours", head.o)
+
+    async def _answer(self, node: str, seq: int, count: int) -> None:
+        with self._conn.errors(OnError.IGNORE):  # the asker then counts it missing
+            await self._conn.redis.publish(self._reply_name(node), _answer.encode((seq, count)))
 
     def _expired(self, channel: str, chan: _Channel, event: Event) -> bool:
         """A template instance quiet for longer than its history's ttl: its epoch expired

@@ -34,6 +34,7 @@ class Head(msgspec.Struct, array_like=True):
     u: str | None = None  # target user_id
     r: str | None = None  # target role
     x: str | None = None  # the connection left out (a client message's sender)
+    c: int = 0  # 1: each worker answers with its recipients (publish(count="cluster"))
 
 
 class _Envelope(msgspec.Struct):

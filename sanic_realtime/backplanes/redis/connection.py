@@ -251,9 +251,14 @@ class Listener:
         control: bytes,
         subscriber: Subscriber,
         on_control: Callable[[bytes], None],
+        answers: bytes = b"",
+        on_answer: Callable[[bytes], None] | None = None,
     ) -> None:
         self._conn = conn
         self._control = control
+        #: This worker's own channel of answers (``count="cluster"``), and their reader.
+        self._answers = answers
+        self._on_answer = on_answer
         self._subscriber = subscriber
         self._on_control = on_control
         self.pubsub: Any = None
@@ -299,7 +304,12 @@ class Listener:
                     # Set first: a watch() from now on queues its own SUBSCRIBE behind
                     # this one; the channels watched before are in this one.
                     self.pubsub = pubsub
-                    names = [self._control, *await self._subscriber.before_resubscribe()]
+                    extra = [self._answers] if self._answers else []
+                    names = [
+                        self._control,
+                        *extra,
+                        *await self._subscriber.before_resubscribe(),
+                    ]
                     self.unconfirmed = dict.fromkeys(names, 1)
                     await pubsub.execute_command("SUBSCRIBE", *names)
                 await self._read(pubsub)
@@ -332,6 +342,7 @@ class Listener:
         heard = loop.time()
         pinged = False
         control, on_control = self._control, self._on_control
+        answers, on_answer = self._answers, self._on_answer
         on_message = self._subscriber.on_message
         while True:
             message = await pubsub.get_message(timeout=1.0)
@@ -349,6 +360,8 @@ class Listener:
                 name = message["channel"]
                 if name == control:
                     on_control(message["data"])
+                elif name == answers and on_answer is not None:
+                    on_answer(message["data"])
                 else:
                     await on_message(name, message["data"])
             elif kind in ("subscribe", "unsubscribe"):

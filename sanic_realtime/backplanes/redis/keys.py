@@ -27,6 +27,10 @@ class Keys:
         """The pub/sub channel of a channel's live events."""
         return f"{self.prefix}:ch:{channel}".encode()
 
+    def reply(self, node: str) -> bytes:
+        """The pub/sub channel of the answers a worker asked for (``count="cluster"``)."""
+        return f"{self.prefix}:reply:{node}".encode()
+
     def node(self, node: str) -> str:
         """One worker's figures."""
         return f"{self.prefix}:node:{node}"

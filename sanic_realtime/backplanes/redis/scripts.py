@@ -3,8 +3,7 @@
 - ``publish.lua``: gives an event its id, appends it to the stream and publishes it;
 - ``since.lua``: the events after an id, checked before any is read (a resume);
 - ``meta.lua``: where a channel's history stands (epoch, last offset, of this Redis run);
-- ``presence_*.lua``: presence's joins, leaves, due leaves and dead workers (``presence.py``);
-- ``user_slots.lua``: cluster-wide ``max_connections_per_user`` (``limits.py``).
+- ``presence_*.lua``: presence's joins, leaves, due leaves and dead workers (``presence.py``).
 
 Each file says what its KEYS and ARGV are and what it returns. redis-py sends a script
 once (SCRIPT LOAD, or EVAL after a NOSCRIPT) and then calls it by its SHA1 (EVALSHA).
@@ -22,7 +21,6 @@ __all__ = [
     "PRESENCE_REMOVE",
     "PUBLISH",
     "SINCE",
-    "USER_SLOTS",
     "load",
 ]
 
@@ -42,4 +40,3 @@ PRESENCE_ADD = load("presence_add")
 PRESENCE_REMOVE = load("presence_remove")
 PRESENCE_DUE = load("presence_due")
 PRESENCE_REAP = load("presence_reap")
-USER_SLOTS = load("user_slots")
