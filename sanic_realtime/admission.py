@@ -6,7 +6,8 @@ The order (docs/protocol.md, "Refusals"): the connection rate per IP, the origin
 credential (a token is verified; a ticket is only looked up), the subscription plan
 (channels, filters, ``since``, roles), ``max_subscriptions``, the ``Upgrade`` header,
 websockets' own handshake checks, the backplane, a slot (``max_clients``,
-``max_connections_per_user``), the app's hooks, ``on_connect`` then ``authorize`` per
+``max_connections_per_user``; with ``connection_limits: cluster`` also the user's slot
+counted across every worker in Redis), the app's hooks, ``on_connect`` then ``authorize`` per
 channel (with the slot held, so at most ``max_clients`` handshakes wait for them), and
 room for the template instances (``max_channels``), taken only for channels the hooks
 allowed. A one-time ticket is redeemed last, once every
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from .config import RealtimeConfig
-from .exceptions import ClientError, ServerUnavailable
+from .exceptions import ClientError, ServerUnavailable, TooManyRequests
 from .guard import Guard
 from .subscriptions import SubRequest, channel_plan, check_subscription_limit, general_plan
 
@@ -105,8 +106,11 @@ class Admission:
                 code="backplane_unavailable",
             )
         targets = [hub.catalog.resolve(sub.channel) for sub in plan]
-        reservation = hub.reserve(identity.user_id if identity is not None else None)
+        user_id = identity.user_id if identity is not None else None
+        reservation = hub.reserve(user_id)
         try:
+            if user_id is not None:
+                await self._claim_cluster_slot(user_id, reservation)
             # The app's hooks last, on a request that passed every other check, and while a
             # slot is held: at most max_clients handshakes wait for them at once.
             if request.check_connect is not None:
@@ -123,3 +127,20 @@ class Admission:
             hub.release(reservation)
             raise
         return Admitted(plan, reservation, identity)
+
+    async def _claim_cluster_slot(self, user_id: str, reservation: Reservation) -> None:
+        """With ``connection_limits: cluster``: take one of the user's slots counted
+        across every worker (``TooManyRequests`` if all are taken; ``ServerUnavailable``
+        if Redis does not answer: fail closed). The reservation gives it back."""
+        limit = self.config.max_connections_per_user
+        if self.config.connection_limits != "cluster" or limit is None:
+            return
+        backplane = self.hub.backplane
+        held = await backplane.claim_user_slot(user_id, limit)
+        if held is None:
+            raise TooManyRequests(
+                f"user {user_id!r} already has {limit} connections across the cluster "
+                f"(at most {limit}); close one first",
+                code="too_many_connections",
+            )
+        reservation.give_back = lambda: backplane.release_user_slot(user_id)

@@ -96,6 +96,12 @@ def check_config(config: RealtimeConfig, path: str = "realtime") -> None:
             f"{config.redis.prefix!r}",
             f"{path}.redis.prefix",
         )
+    if config.connection_limits == "cluster" and config.backplane == "memory":
+        raise ConfigError(
+            "'cluster' counts max_connections_per_user in Redis: set backplane to a Redis "
+            "URL, or use connection_limits: process",
+            f"{path}.connection_limits",
+        )
     if config.connect_rate_limit is not None and config.connect_rate_limit.per <= 0:
         raise ConfigError("must be greater than 0", f"{path}.connect_rate_limit.per")
     if config.admin.rate_limit is not None and config.admin.rate_limit.per <= 0:

@@ -347,6 +347,10 @@ class RealtimeConfig(_Strict, dict=True):
     max_subscriptions: PositiveInt | None = None
     #: Open connections per authenticated user (all tabs, all devices). Null: no limit.
     max_connections_per_user: PositiveInt | None = None
+    #: Where ``max_connections_per_user`` is counted: ``process`` (each worker on its own,
+    #: free) or ``cluster`` (across every worker in Redis: one script per connect and per
+    #: disconnect; needs a Redis backplane).
+    connection_limits: Literal["process", "cluster"] = "process"
     #: Browser origins allowed to connect (``scheme://host[:port]``, ``*.`` for
     #: subdomains, ``*`` for any); others get HTTP 403. Requests without ``Origin`` pass.
     allowed_origins: list[str] = msgspec.field(default_factory=lambda: ["*"])

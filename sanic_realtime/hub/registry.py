@@ -1,6 +1,12 @@
 """The registry: one hub's connections, by id and by user, and the slots reserved for
 connections about to be upgraded (what ``max_clients`` and
 ``max_connections_per_user`` bound); it counts and logs each connection's end.
+
+With ``connection_limits: cluster`` a reservation also holds a slot of its user counted
+by the backplane across every worker (taken by admission, :attr:`Reservation.give_back`
+set); that slot is given back with the reservation (a refused or expired handshake) or
+passes to the connection and is given back when it is removed (a close, an abort, a
+stop): every exit path gives it back once.
 """
 
 from __future__ import annotations
@@ -22,11 +28,19 @@ RESERVATION_TTL = 30.0
 class Reservation:
     """A slot held between the checks before the upgrade and the connection's start."""
 
-    __slots__ = ("deadline", "user_id")
+    __slots__ = ("deadline", "give_back", "user_id")
 
     def __init__(self, deadline: float, user_id: str | None = None) -> None:
         self.deadline = deadline
         self.user_id = user_id
+        #: Gives back the user's cluster-wide slot (``connection_limits: cluster``), once.
+        self.give_back: Callable[[], None] | None = None
+
+    def hand_back(self) -> None:
+        """Give back the cluster-wide slot, if it holds one (idempotent)."""
+        give_back, self.give_back = self.give_back, None
+        if give_back is not None:
+            give_back()
 
 
 class Registry:
@@ -39,6 +53,8 @@ class Registry:
         #: user id -> open connections of that user
         self.users: Counter[str] = Counter()
         self._reservations: set[Reservation] = set()
+        #: connection id -> how to give back its user's cluster-wide slot
+        self._cluster_slots: dict[str, Callable[[], None]] = {}
         #: Connections opened; closed, by close code (read by the metrics).
         self.opened = 0
         self.disconnects: Counter[int] = Counter()
@@ -49,7 +65,10 @@ class Registry:
         """Hold a slot (see :meth:`Hub.reserve`); ``closing``: the hub is shutting down."""
         now = self._monotonic()
         if self._reservations:
-            self._reservations = {r for r in self._reservations if r.deadline > now}
+            expired = [r for r in self._reservations if r.deadline <= now]
+            for r in expired:
+                self._reservations.discard(r)
+                r.hand_back()
         if closing:
             raise ServerUnavailable("the server is shutting down", code="shutting_down")
         limit = self._config.max_clients
@@ -70,11 +89,15 @@ class Registry:
 
     def release(self, reservation: Reservation) -> None:
         self._reservations.discard(reservation)
+        reservation.hand_back()
 
     def add(self, conn: Connection, reservation: Reservation | None) -> None:
         """``conn`` takes its reserved slot (if any)."""
         if reservation is not None:
             self._reservations.discard(reservation)
+            give_back, reservation.give_back = reservation.give_back, None
+            if give_back is not None:
+                self._cluster_slots[conn.id] = give_back
         self.conns[conn.id] = conn
         self.opened += 1
         if conn.user_id is not None:
@@ -85,6 +108,9 @@ class Registry:
         if self.conns.pop(conn.id, None) is None:
             return False
         self._log_end(conn)
+        give_back = self._cluster_slots.pop(conn.id, None)
+        if give_back is not None:
+            give_back()
         if conn.user_id is not None:
             self.users[conn.user_id] -= 1
             if self.users[conn.user_id] <= 0:

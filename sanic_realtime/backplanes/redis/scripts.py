@@ -3,7 +3,8 @@
 - ``publish.lua``: gives an event its id, appends it to the stream and publishes it;
 - ``since.lua``: the events after an id, checked before any is read (a resume);
 - ``meta.lua``: where a channel's history stands (epoch, last offset, of this Redis run);
-- ``presence_*.lua``: presence's joins, leaves, due leaves and dead workers (``presence.py``).
+- ``presence_*.lua``: presence's joins, leaves, due leaves and dead workers (``presence.py``);
+- ``user_slots.lua``: cluster-wide ``max_connections_per_user`` (``limits.py``).
 
 Each file says what its KEYS and ARGV are and what it returns. redis-py sends a script
 once (SCRIPT LOAD, or EVAL after a NOSCRIPT) and then calls it by its SHA1 (EVALSHA).
@@ -21,6 +22,7 @@ __all__ = [
     "PRESENCE_REMOVE",
     "PUBLISH",
     "SINCE",
+    "USER_SLOTS",
     "load",
 ]
 
@@ -40,3 +42,4 @@ PRESENCE_ADD = load("presence_add")
 PRESENCE_REMOVE = load("presence_remove")
 PRESENCE_DUE = load("presence_due")
 PRESENCE_REAP = load("presence_reap")
+USER_SLOTS = load("user_slots")
