@@ -8,9 +8,14 @@ busy samples. ``--nonblocking`` does not pause the server to sample it, so the p
 costs it little (a sample can then be slightly inconsistent, which does not matter for
 shares of a few thousand samples).
 
+``--redis``: runs ``bench/redis_fanout.py --setups redis-1w`` instead (the Redis backplane,
+one ``--single-process`` worker: K=1 bursts at ``--concurrency`` C, each followed by its
+publish-only loop) and profiles that worker.
+
 Usage (py-spy needs ptrace rights: root, or CAP_SYS_PTRACE):
     python bench/profile.py                         # 5000 clients, 3 timed bursts
     python bench/profile.py --clients 1000 --runs 5 --raw /tmp/profile.txt
+    python bench/profile.py --redis --clients 1000 --concurrency 1
 
 The raw file (``--raw``) is py-spy's collapsed-stack format; flamegraph.pl or speedscope
 turn it into a picture.
@@ -47,9 +52,15 @@ WRAPPERS = (
 )
 
 
-def find_server(parent: int, timeout: float) -> int:
-    """PID of fanout.py's sanic-realtime server (a child of ``parent``)."""
-    pid = servers.find_child(parent, (b"--serve", b"sanic-realtime"), timeout)
+def find_server(parent: int, timeout: float, redis: bool = False) -> int:
+    """PID of fanout.py's sanic-realtime server, or of redis_fanout.py's redis-1w worker
+    (a child of ``parent``)."""
+    words = (
+        (b"harness.apps:create_app", b"--single-process")
+        if redis
+        else (b"--serve", b"sanic-realtime")
+    )
+    pid = servers.find_child(parent, words, timeout)
     if pid is None:
         raise SystemExit("the sanic-realtime server did not start")
     return pid
@@ -93,22 +104,35 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--raw", default="", help="keep py-spy's raw output here")
+    parser.add_argument(
+        "--redis",
+        action="store_true",
+        help="profile redis_fanout.py's redis-1w worker (the Redis backplane) instead",
+    )
+    parser.add_argument(
+        "--concurrency",
+        default="1",
+        help="with --redis: redis_fanout.py's --concurrency (default 1)",
+    )
     args = parser.parse_args()
     spy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
     if not os.path.exists(spy):
         raise SystemExit("py-spy is not installed: pip install 'sanic-realtime[bench]'")
     raw = args.raw or tempfile.mkstemp(prefix="profile-", suffix=".txt")[1]
+    script = "redis_fanout.py" if args.redis else "fanout.py"
     cmd = [
         sys.executable,
-        os.path.join(HERE, "fanout.py"),
+        os.path.join(HERE, script),
         *("--clients", str(args.clients), "--runs", str(args.runs)),
-        "--no-ceiling",
-        "--no-reference",
     ]
+    if args.redis:
+        cmd += ["--setups", "redis-1w", "--concurrency", args.concurrency, "--steady-rate", "0"]
+    else:
+        cmd += ["--no-ceiling", "--no-reference"]
     print("command:", " ".join(["python", "bench/profile.py", *sys.argv[1:]]))
-    print("runs:", " ".join(["python", "bench/fanout.py", *cmd[2:]]), flush=True)
+    print("runs:", " ".join(["python", f"bench/{script}", *cmd[2:]]), flush=True)
     bench = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    server = find_server(bench.pid, 120)
+    server = find_server(bench.pid, 120, args.redis)
     spy_cmd = [spy, "record", "--nonblocking", "-r", str(args.rate), "-f", "raw"]
     recorder = subprocess.Popen(
         [*spy_cmd, "-o", raw, "-p", str(server)],
@@ -122,7 +146,9 @@ def main() -> int:
     except subprocess.TimeoutExpired:
         recorder.terminate()
         _, err = recorder.communicate()
-    table = out[out.find("server   ") :].split("\n\n")[0] if "server   " in out else out[-2000:]
+    head = "setup   " if args.redis else "server   "
+    end = "\nchecks," if args.redis else "\n\n"  # redis_fanout.py: both tables
+    table = out[out.find(head) :].split(end)[0] if head in out else out[-2000:]
     print("\n" + table + "\n")
     if recorder.returncode not in (0, None) and not os.path.getsize(raw):
         raise SystemExit(f"py-spy failed: {err.strip()[-500:]}")

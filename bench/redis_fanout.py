@@ -359,8 +359,8 @@ def print_steady(steps: dict[str, list[Step]], args: argparse.Namespace) -> None
         [
             Col("setup", 25, lambda n: SETUPS[n].label, left=True),
             Col("achieved", 9, lambda n: f"{med(n, lambda s: s.achieved):.1f}"),
-            Col("p50", 8, lambda n: f"{med(n, lambda s: s.pct(0.5) * 1000):.2f}ms"),
-            Col("p99", 8, lambda n: f"{med(n, p99):.2f}ms"),
+            Col("p50", 9, lambda n: f"{med(n, lambda s: s.pct(0.5) * 1000):.2f}ms"),
+            Col("p99", 10, lambda n: f"{med(n, p99):.2f}ms"),
             Col(
                 "p99 min..max",
                 14,
@@ -368,7 +368,7 @@ def print_steady(steps: dict[str, list[Step]], args: argparse.Namespace) -> None
                 True,
                 2,
             ),
-            Col("max", 9, lambda n: f"{med(n, lambda s: s.pct(1.0) * 1000):.1f}ms"),
+            Col("max", 10, lambda n: f"{med(n, lambda s: s.pct(1.0) * 1000):.1f}ms"),
             Col("lost", 6, lambda n: str(sum(s.lost for s in steps[n]))),
             Col("srv%", 6, lambda n: f"{med(n, lambda s: s.srv_cpu):.0%}"),
             Col(
@@ -395,7 +395,7 @@ def print_goals(rows: list[Row], steps: dict[str, list[Step]], args: argparse.Na
 
     def line(goal: str, figure: str, met: bool | None) -> None:
         verdict = "n/a" if met is None else ("met" if met else "NOT met")
-        print(f"  {goal:<58} {figure:<34} {verdict}")
+        print(f"  {goal:<58} {figure:<46} {verdict}")
 
     def row(key: str, clients: int, c: int) -> Row | None:
         return next(

@@ -68,17 +68,22 @@ def source_digest() -> str:
 
 
 def git() -> str:
-    """``; git <commit>[ + uncommitted changes]`` for the package directory, if known."""
+    """``; git <commit>[ + uncommitted changes]`` for the package directory (the imported
+    ``sanic_realtime``'s checkout: ``PYTHONPATH`` may point at another worktree), if known."""
+    import sanic_realtime
+
+    package = os.path.dirname(os.path.abspath(sanic_realtime.__file__))
+    where = os.path.dirname(package)
     try:
         head = subprocess.run(
-            ["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+            ["git", "-C", where, "rev-parse", "--short", "HEAD"],
             capture_output=True,
             text=True,
             timeout=10,
             check=True,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "-C", ROOT, "status", "--porcelain", "--", "sanic_realtime"],
+            ["git", "-C", where, "status", "--porcelain", "--", "sanic_realtime"],
             capture_output=True,
             text=True,
             timeout=10,
@@ -108,7 +113,10 @@ def header(title: str, *, packages: Sequence[str] = (), pinning: str) -> str:
     )
     print(f"python {platform.python_version()}; {versions([*VERSIONS, *packages])}")
     source = source_digest()
+    import sanic_realtime
+
     print(f"sanic_realtime sources: sha256 {source} (all .py files of the package){git()}")
+    print(f"sanic_realtime imported from {os.path.dirname(sanic_realtime.__file__)}")
     print(f"pinning: {pinning}")
     loop = type(asyncio.get_running_loop()).__module__
     print(f"load generator: raw asyncio.Protocol clients on {loop} {uvloop.__version__}")
