@@ -76,18 +76,24 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def redis_server_binary() -> str:
+    """The path of redis-server; skips (or fails under REALTIME_REQUIRE_REDIS=1) when it
+    is not installed."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        message = "redis-server is not installed (apt-get install -y redis-server)"
+        if REQUIRE:
+            pytest.fail(f"REALTIME_REQUIRE_REDIS=1 but {message}")
+        pytest.skip(message)
+    return binary
+
+
 class RedisServer:
     """A redis-server of the test's own on a free port, to stop and restart (no
     persistence: a restart loses every key, as a crashed cache does)."""
 
     def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            message = "redis-server is not installed (apt-get install -y redis-server)"
-            if REQUIRE:
-                pytest.fail(f"REALTIME_REQUIRE_REDIS=1 but {message}")
-            pytest.skip(message)
-        self.binary = binary
+        self.binary = redis_server_binary()
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="rt-redis-"))
         self.process: asyncio.subprocess.Process | None = None
@@ -141,13 +147,7 @@ class SentinelGroup:
     SERVICE = "mymaster"
 
     def __init__(self, sentinels: int = 3, quorum: int = 2) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            message = "redis-server is not installed (apt-get install -y redis-server)"
-            if REQUIRE:
-                pytest.fail(f"REALTIME_REQUIRE_REDIS=1 but {message}")
-            pytest.skip(message)
-        self.binary = binary
+        self.binary = redis_server_binary()
         self.dir = Path(tempfile.mkdtemp(prefix="rt-sentinel-"))
         self.master_port = free_port()
         self.replica_port = free_port()
